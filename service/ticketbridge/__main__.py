@@ -1,0 +1,3 @@
+from ticketbridge.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""What every ticketing destination offers the sender, and how it fails."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ticketbridge.events import Event
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRef:
+    """Where a ticket lives: the destination's id (for API calls) and its human key."""
+
+    id: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class TicketView:
+    """A ticket as read back from the destination, for verification."""
+
+    ref: TicketRef
+    marker_present: bool
+    is_open: bool
+    status: str
+    comment_count: int | None = None
+
+
+class DestinationError(Exception):
+    """A failed call. `status` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TransientError(DestinationError):
+    """Worth retrying: 5xx, 429, timeouts, resets. `retry_after` is a minimum wait."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        ambiguous: bool = False,
+    ) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+        # The request may have been acted on (sent, but no answer): look up first.
+        self.ambiguous = ambiguous
+
+
+class PermanentError(DestinationError):
+    """Retrying the same request will fail the same way: 4xx other than 429."""
+
+
+class TicketNotFound(PermanentError):
+    """The ticket id is unknown to the destination (or hidden from us)."""
+
+
+class Destination(Protocol):
+    """One configured ticketing system. Each method is one logical operation."""
+
+    name: str
+
+    async def create(self, event: Event, marker: str) -> TicketRef:
+        """Open a ticket carrying `marker` as its correlation key."""
+        ...
+
+    async def comment(self, ticket: TicketRef, event: Event) -> None:
+        """Add the event as a comment on an open ticket."""
+        ...
+
+    async def resolve(self, ticket: TicketRef, event: Event) -> None:
+        """Move the ticket to its resolved state, with the event as the note."""
+        ...
+
+    async def find(self, marker: str) -> TicketRef | None:
+        """Look a ticket up by correlation marker (after an ambiguous create)."""
+        ...
+
+    async def get(self, ticket: TicketRef, marker: str) -> TicketView:
+        """Read one ticket back by id; `marker_present` says whether it carries it."""
+        ...
+
+    async def close(self) -> None: ...

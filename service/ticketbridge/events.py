@@ -1,0 +1,183 @@
+"""The event: one message from a monitoring source, validated and normalised."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+class EventKind(enum.StrEnum):
+    PROBLEM = "problem"
+    RECOVERY = "recovery"
+    ACKNOWLEDGEMENT = "acknowledgement"
+    UPDATE = "update"
+
+
+class InvalidEvent(ValueError):
+    """A source record that cannot become an event; the message names the field."""
+
+
+# Nagios notification types that are not a state change become comments.
+KIND_ALIASES = {
+    "problem": EventKind.PROBLEM,
+    "recovery": EventKind.RECOVERY,
+    "ok": EventKind.RECOVERY,
+    "resolved": EventKind.RECOVERY,
+    "acknowledgement": EventKind.ACKNOWLEDGEMENT,
+    "acknowledgment": EventKind.ACKNOWLEDGEMENT,
+    "ack": EventKind.ACKNOWLEDGEMENT,
+    "update": EventKind.UPDATE,
+    "custom": EventKind.UPDATE,
+    "flappingstart": EventKind.UPDATE,
+    "flappingstop": EventKind.UPDATE,
+    "flappingdisabled": EventKind.UPDATE,
+    "downtimestart": EventKind.UPDATE,
+    "downtimeend": EventKind.UPDATE,
+    "downtimecancelled": EventKind.UPDATE,
+}
+
+# A whole value that is still a monitoring macro, e.g. "$HOSTNAME$" or "{HOST.NAME}".
+UNEXPANDED_MACRO = re.compile(r"^(\$[A-Z0-9_]+\$|\{[A-Z0-9_.]+\})$")
+
+MAX_TEXT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    source: str
+    source_event_id: str
+    kind: EventKind
+    severity: str
+    host: str
+    check: str
+    summary: str
+    details: str
+    occurred_at: datetime
+    raw: Mapping[str, Any] = field(default_factory=dict)
+    problem_id: str = ""
+
+    def field_value(self, name: str) -> str:
+        """The value of a named field as text, for routing and incident keys."""
+        if name == "kind":
+            return self.kind.value
+        if name == "occurred_at":
+            return self.occurred_at.isoformat()
+        if name in EVENT_FIELDS:
+            return str(getattr(self, name))
+        value = self.raw.get(name, "")
+        return "" if value is None else str(value)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "source_event_id": self.source_event_id,
+            "kind": self.kind.value,
+            "severity": self.severity,
+            "host": self.host,
+            "check": self.check,
+            "summary": self.summary,
+            "details": self.details,
+            "occurred_at": self.occurred_at.isoformat(),
+            "problem_id": self.problem_id,
+            "raw": dict(self.raw),
+        }
+
+
+EVENT_FIELDS = (
+    "source",
+    "source_event_id",
+    "kind",
+    "severity",
+    "host",
+    "check",
+    "summary",
+    "details",
+    "occurred_at",
+    "problem_id",
+)
+
+
+def parse_kind(value: object) -> EventKind:
+    if not isinstance(value, str):
+        raise InvalidEvent(f"kind: expected text, got {type(value).__name__}")
+    kind = KIND_ALIASES.get(value.strip().lower())
+    if kind is None:
+        known = ", ".join(sorted({k.value for k in EventKind}))
+        raise InvalidEvent(f"kind: unknown kind {value[:40]!r} (expected one of {known})")
+    return kind
+
+
+def parse_time(value: object) -> datetime:
+    """Accept Unix seconds or ISO 8601; naive times are taken as UTC."""
+    if isinstance(value, bool):
+        raise InvalidEvent("occurred_at: expected a time, got a boolean")
+    if isinstance(value, int | float):
+        try:
+            return datetime.fromtimestamp(float(value), tz=UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise InvalidEvent(f"occurred_at: {value!r} is out of range") from exc
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return parse_time(float(text))
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise InvalidEvent(f"occurred_at: {text[:40]!r} is not a time") from exc
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    raise InvalidEvent(f"occurred_at: expected a time, got {type(value).__name__}")
+
+
+def clean_text(name: str, value: object, *, required: bool = False) -> str:
+    """Text field: control characters other than newline and tab are removed."""
+    if value is None:
+        if required:
+            raise InvalidEvent(f"{name}: missing")
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InvalidEvent(f"{name}: expected text, got {type(value).__name__}")
+    text = str(value)
+    text = "".join(ch for ch in text if ch in "\n\t" or ch.isprintable() or ch == " ")
+    if len(text) > MAX_TEXT:
+        text = text[:MAX_TEXT]
+    if required and not text.strip():
+        raise InvalidEvent(f"{name}: empty")
+    if required and UNEXPANDED_MACRO.match(text.strip()):
+        raise InvalidEvent(f"{name}: unexpanded monitoring macro {text.strip()!r}")
+    return text
+
+
+def event_from_mapping(source: str, data: Mapping[str, Any]) -> Event:
+    """Build an event from a source's record; raises InvalidEvent naming the field."""
+    if not isinstance(data, Mapping):
+        raise InvalidEvent(f"event: expected a JSON object, got {type(data).__name__}")
+
+    source_event_id = clean_text("id", data.get("id"), required=True)
+    kind = parse_kind(data.get("kind"))
+    host = clean_text("host", data.get("host"), required=True)
+    check = clean_text("check", data.get("check"))
+    if UNEXPANDED_MACRO.match(check.strip()):
+        raise InvalidEvent(f"check: unexpanded monitoring macro {check.strip()!r}")
+
+    occurred = data.get("occurred_at")
+    occurred_at = datetime.now(UTC) if occurred in (None, "") else parse_time(occurred)
+
+    return Event(
+        source=source,
+        source_event_id=source_event_id,
+        kind=kind,
+        severity=clean_text("severity", data.get("severity")) or "unknown",
+        host=host,
+        check=check,
+        summary=clean_text("summary", data.get("summary")),
+        details=clean_text("details", data.get("details")),
+        occurred_at=occurred_at,
+        raw=dict(data),
+        problem_id=clean_text("problem_id", data.get("problem_id")),
+    )
