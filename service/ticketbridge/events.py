@@ -107,7 +107,9 @@ def parse_kind(value: object) -> EventKind:
     kind = KIND_ALIASES.get(value.strip().lower())
     if kind is None:
         known = ", ".join(sorted({k.value for k in EventKind}))
-        raise InvalidEvent(f"kind: unknown kind {value[:40]!r} (expected one of {known})")
+        raise InvalidEvent(
+            f"kind: unknown kind {value[:40]!r} (expected one of {known})"
+        )
     return kind
 
 

@@ -15,6 +15,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
 
@@ -151,7 +156,9 @@ class Match(Strict):
     """Globs on the common fields; `fields` tests any event field or raw field."""
 
     source: str | None = None
-    kind: list[Literal["problem", "recovery", "acknowledgement", "update"]] | None = None
+    kind: list[Literal["problem", "recovery", "acknowledgement", "update"]] | None = (
+        None
+    )
     severity: str | None = None
     host: str | None = None
     check: str | None = None
@@ -182,7 +189,16 @@ class HealthSettings(Strict):
     port: int = Field(9464, ge=0, le=65535)
 
 
-class Config(Strict):
+class Config(BaseSettings):
+    """The whole file. Environment variables TICKETBRIDGE_<PATH> override it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TICKETBRIDGE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
     poll_interval: float = Field(10.0, gt=0, le=3600)
     failure_threshold: int = Field(5, ge=1, le=1000)
     shutdown_timeout: float = Field(10.0, gt=0, le=300)
@@ -191,6 +207,18 @@ class Config(Strict):
     sources: dict[str, SourceSettings] = Field(min_length=1)
     destinations: dict[str, DestinationSettings] = Field(min_length=1)
     routes: list[Route] = Field(min_length=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file arrives as init data; the environment wins over it.
+        return (env_settings, init_settings)
 
     @model_validator(mode="after")
     def _references(self) -> Config:

@@ -1,0 +1,6 @@
+"""Configuration: its shape (model) and how it is read (load)."""
+
+from ticketbridge.config.load import ConfigError, load_config, summarise
+from ticketbridge.config.model import Config
+
+__all__ = ["Config", "ConfigError", "load_config", "summarise"]

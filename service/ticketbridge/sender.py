@@ -1,0 +1,335 @@
+"""Sending: one sender per destination turns due deliveries into API calls.
+
+The dispatcher reads due deliveries from the ledger (ids only) and hands each
+to a worker task, at most `concurrency` at a time and never two of the same
+incident at once, so operations on one incident run in event order. Every
+state change is written to the ledger before the next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from tenacity import RetryCallState, wait_exponential_jitter
+
+from ticketbridge.config.model import HttpSettings
+from ticketbridge.destinations.base import (
+    Destination,
+    PermanentError,
+    TicketRef,
+    TransientError,
+)
+from ticketbridge.events import EventKind
+from ticketbridge.ledger import Delivery, Ledger
+from ticketbridge.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+IDLE_WAKE = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    operation: str
+    ticket: TicketRef | None = None
+    marker: str = ""
+    skip_reason: str = ""
+
+
+class Sender:
+    def __init__(
+        self,
+        name: str,
+        destination: Destination,
+        settings: HttpSettings,
+        ledger: Ledger,
+        metrics: Metrics,
+        failure_threshold: int,
+    ) -> None:
+        self.name = name
+        self.destination = destination
+        self.settings = settings
+        self.ledger = ledger
+        self.metrics = metrics
+        self.failure_threshold = failure_threshold
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._busy: dict[str, asyncio.Task[None]] = {}
+        self._paused_until = 0.0
+        self._backoff = wait_exponential_jitter(
+            initial=settings.backoff_initial, max=settings.backoff_max
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._dispatch(), name=f"sender:{self.name}")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self, timeout: float) -> None:
+        """Take no new work; give in-flight requests `timeout` seconds, then cancel.
+
+        A cancelled request is safe: its attempt is in the ledger, and the next
+        run looks the marker up before it creates again.
+        """
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        in_flight = list(self._busy.values())
+        if in_flight:
+            _, pending = await asyncio.wait(in_flight, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.destination.close()
+
+    # -- dispatching ------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        while not self._stopping:
+            try:
+                await self._dispatch_due()
+            except Exception:
+                log.exception("dispatcher error", extra={"destination": self.name})
+            await self._sleep_until_due()
+
+    async def _dispatch_due(self) -> None:
+        now = time.time()
+        free = self.settings.concurrency - len(self._busy)
+        if free <= 0 or now < self._paused_until:
+            return
+        due = await self.ledger.due(self.name, now, list(self._busy), free)
+        for delivery_id, incident in due:
+            task = asyncio.create_task(self._work(delivery_id, incident))
+            self._busy[incident] = task
+
+    async def _sleep_until_due(self) -> None:
+        self._wake.clear()
+        delay = IDLE_WAKE
+        if self._paused_until > time.time():
+            delay = min(delay, self._paused_until - time.time())
+        next_due = await self.ledger.next_due_time(self.name)
+        if next_due is not None:
+            delay = max(0.0, min(delay, next_due - time.time()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=max(delay, 0.01))
+
+    async def _work(self, delivery_id: int, incident: str) -> None:
+        try:
+            await self.process(delivery_id)
+        except Exception:
+            log.exception(
+                "unexpected error in delivery",
+                extra={"destination": self.name, "delivery": delivery_id},
+            )
+        finally:
+            self._busy.pop(incident, None)
+            self._wake.set()
+
+    # -- one delivery -----------------------------------------------------
+
+    async def process(self, delivery_id: int) -> None:
+        delivery = await self.ledger.delivery(delivery_id)
+        if delivery.state == "sent":
+            await self._verify(delivery, delivery.operation or "create")
+            return
+
+        plan = await self._plan(delivery)
+        if plan.operation == "skip":
+            await self.ledger.mark_skipped(delivery, plan.skip_reason)
+            self._count(delivery, "skip", "skipped", plan.skip_reason)
+            return
+
+        await self.ledger.start_attempt(delivery.id, plan.operation)
+        started = time.monotonic()
+        try:
+            ref = await self._apply(delivery, plan)
+        except TransientError as exc:
+            await self._failed(delivery, plan.operation, exc, started, transient=True)
+            return
+        except PermanentError as exc:
+            await self._failed(delivery, plan.operation, exc, started, transient=False)
+            return
+
+        marker = delivery.marker if plan.operation == "create" else plan.marker
+        duration = time.monotonic() - started
+        await self.ledger.mark_sent(
+            delivery, plan.operation, ref.id, ref.key, marker, duration
+        )
+        self._count(delivery, plan.operation, "sent", ref.key)
+        await self._verify(await self.ledger.delivery(delivery.id), plan.operation)
+
+    async def _plan(self, delivery: Delivery) -> Plan:
+        """Choose the operation from the event's kind and the incident's ticket."""
+        ticket = await self.ledger.open_ticket(self.name, delivery.incident_key)
+        ref = TicketRef(ticket.ticket_id, ticket.ticket_key) if ticket else None
+        marker = ticket.marker if ticket else ""
+        kind = delivery.event.kind
+
+        if kind is EventKind.PROBLEM:
+            if ref is None:
+                return Plan("create")
+            return Plan("comment", ref, marker)
+        if ref is None:
+            return Plan("skip", skip_reason="no open ticket")
+        if kind is EventKind.RECOVERY:
+            return Plan("resolve", ref, marker)
+        return Plan("comment", ref, marker)
+
+    async def _apply(self, delivery: Delivery, plan: Plan) -> TicketRef:
+        event = delivery.event
+        if plan.operation == "create":
+            # An earlier attempt may have created the ticket before we lost the
+            # answer (timeout, reset, crash): look the marker up first.
+            if delivery.attempts > 0:
+                found = await self.destination.find(delivery.marker)
+                if found is not None:
+                    log.info(
+                        "found ticket of an earlier attempt",
+                        extra=self._fields(delivery, ticket=found.key),
+                    )
+                    return found
+            return await self.destination.create(event, delivery.marker)
+
+        assert plan.ticket is not None
+        if plan.operation == "resolve":
+            await self.destination.resolve(plan.ticket, event)
+        else:
+            await self.destination.comment(plan.ticket, event)
+        return plan.ticket
+
+    async def _verify(self, delivery: Delivery, operation: str) -> None:
+        """A follow-up read by ticket id must show the marker and the state."""
+        if delivery.ticket_id is None or delivery.ticket_key is None:
+            raise RuntimeError(f"delivery {delivery.id} was sent without a ticket")
+        ref = TicketRef(delivery.ticket_id, delivery.ticket_key)
+        marker = await self._marker_of(delivery)
+        started = time.monotonic()
+        try:
+            view = await self.destination.get(ref, marker)
+        except (TransientError, PermanentError) as exc:
+            self.metrics.verifications.labels(self.name, "error").inc()
+            await self._failed(
+                delivery, "verify", exc, started, transient=True, keep_state=True
+            )
+            return
+
+        want_open = operation != "resolve"
+        if view.marker_present and view.is_open == want_open:
+            await self.ledger.mark_verified(delivery, operation)
+            self.metrics.verifications.labels(self.name, "verified").inc()
+            self._count(delivery, operation, "verified", ref.key)
+            return
+
+        self.metrics.verifications.labels(self.name, "mismatch").inc()
+        problem = mismatch(view.marker_present, view.is_open, want_open, view.status)
+        # A resolve that did not take is done again; a create or comment is only
+        # read again, since repeating it would make a second ticket or comment.
+        redo = operation == "resolve" and view.marker_present
+        await self._failed(
+            delivery,
+            "verify",
+            TransientError(f"ticket {ref.key}: {problem}"),
+            started,
+            transient=True,
+            keep_state=not redo,
+        )
+
+    async def _marker_of(self, delivery: Delivery) -> str:
+        if delivery.operation == "create":
+            return delivery.marker
+        ticket = await self.ledger.open_ticket(self.name, delivery.incident_key)
+        if ticket is not None and ticket.ticket_id == delivery.ticket_id:
+            return ticket.marker
+        rows = await self.ledger.rows(
+            "SELECT marker FROM tickets WHERE destination = ? AND ticket_id = ?",
+            (self.name, delivery.ticket_id),
+        )
+        return str(rows[0]["marker"]) if rows else delivery.marker
+
+    async def _failed(
+        self,
+        delivery: Delivery,
+        operation: str,
+        exc: Exception,
+        started: float,
+        *,
+        transient: bool,
+        keep_state: bool = False,
+    ) -> None:
+        failures = delivery.consecutive_failures + 1
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            # The destination asked for a pause: it applies to every request.
+            self._paused_until = max(self._paused_until, time.time() + retry_after)
+
+        retry_at = None
+        if transient and failures <= self.failure_threshold:
+            retry_at = time.time() + self._wait(failures, retry_after)
+        kind = "transient" if transient else "permanent"
+        error = f"{kind}: {exc}"
+        state = await self.ledger.mark_failed(
+            delivery,
+            operation,
+            error,
+            status=getattr(exc, "status", None),
+            duration=time.monotonic() - started,
+            retry_at=retry_at,
+            keep_state=keep_state,
+        )
+        outcome = "dead" if state == "dead" else "retrying"
+        self._count(delivery, operation, outcome, error, failures=failures)
+
+    def _wait(self, failures: int, retry_after: float | None) -> float:
+        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+        state.attempt_number = failures
+        backoff = float(self._backoff(state))
+        if retry_after is not None:
+            # Never earlier than asked; a little jitter so retries do not align.
+            return max(retry_after, 1.0) + random.uniform(0, 0.5)
+        return backoff
+
+    def _count(
+        self,
+        delivery: Delivery,
+        operation: str,
+        outcome: str,
+        detail: str,
+        *,
+        failures: int | None = None,
+    ) -> None:
+        self.metrics.deliveries_total.labels(self.name, operation, outcome).inc()
+        level = logging.WARNING if outcome in ("dead", "retrying") else logging.INFO
+        if outcome == "dead":
+            level = logging.ERROR
+        fields = self._fields(delivery, operation=operation, outcome=outcome)
+        if failures is not None:
+            fields["consecutive_failures"] = failures
+        log.log(level, "delivery %s: %s", outcome, detail, extra=fields)
+
+    def _fields(self, delivery: Delivery, **more: object) -> dict[str, object]:
+        fields: dict[str, object] = {
+            "event": f"{delivery.event.source}:{delivery.event.source_event_id}",
+            "delivery": delivery.id,
+            "destination": self.name,
+            "incident": delivery.incident_key,
+            "attempt": delivery.attempts,
+        }
+        if delivery.ticket_key:
+            fields["ticket"] = delivery.ticket_key
+        fields.update(more)
+        return fields
+
+
+def mismatch(marker_present: bool, is_open: bool, want_open: bool, status: str) -> str:
+    if not marker_present:
+        return "correlation marker missing on the ticket (dropped by the destination?)"
+    expected = "open" if want_open else "resolved"
+    return f"expected {expected}, ticket status is {status!r}"
