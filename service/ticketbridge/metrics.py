@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from ticketbridge.ledger import STATES, DestinationStats
 
@@ -46,24 +50,9 @@ class Metrics:
             ["destination", "operation", "outcome"],
             registry=r,
         )
-        self.deliveries = Gauge(
-            "ticketbridge_deliveries",
-            "Deliveries in the ledger by state.",
-            ["destination", "state"],
-            registry=r,
-        )
-        self.oldest_pending = Gauge(
-            "ticketbridge_oldest_pending_delivery_age_seconds",
-            "Age of the oldest delivery not yet verified, skipped or dead.",
-            ["destination"],
-            registry=r,
-        )
-        self.failures_max = Gauge(
-            "ticketbridge_delivery_consecutive_failures_max",
-            "Longest current failure streak of an active delivery.",
-            ["destination"],
-            registry=r,
-        )
+        # Read from the ledger each poll cycle; see LedgerGauges for why.
+        self.ledger_gauges = LedgerGauges()
+        r.register(self.ledger_gauges)
         self.verifications = Counter(
             "ticketbridge_verifications_total",
             "Follow-up lookups by outcome (verified, mismatch, error).",
@@ -106,9 +95,42 @@ class Metrics:
     def set_destination_stats(
         self, destinations: list[str], stats: dict[str, DestinationStats]
     ) -> None:
-        for name in destinations:
-            entry = stats.get(name, DestinationStats({}, 0.0, 0))
+        self.ledger_gauges.snapshot = {
+            name: stats.get(name, DestinationStats({}, 0.0, 0)) for name in destinations
+        }
+
+
+class LedgerGauges(Collector):
+    """Gauges over the ledger's deliveries, from the last poll cycle's snapshot.
+
+    A collector of its own because `ticketbridge_deliveries` (a gauge) and
+    `ticketbridge_deliveries_total` (a counter) are both part of the interface,
+    and the client library refuses to register that pair. We expose the text
+    format 0.0.4 only, where the two are separate families.
+    """
+
+    def __init__(self) -> None:
+        self.snapshot: dict[str, DestinationStats] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        states = GaugeMetricFamily(
+            "ticketbridge_deliveries",
+            "Deliveries in the ledger by state.",
+            labels=["destination", "state"],
+        )
+        oldest = GaugeMetricFamily(
+            "ticketbridge_oldest_pending_delivery_age_seconds",
+            "Age of the oldest delivery not yet verified, skipped or dead.",
+            labels=["destination"],
+        )
+        failures = GaugeMetricFamily(
+            "ticketbridge_delivery_consecutive_failures_max",
+            "Longest current failure streak of an active delivery.",
+            labels=["destination"],
+        )
+        for name, entry in sorted(self.snapshot.items()):
             for state in STATES:
-                self.deliveries.labels(name, state).set(entry.counts.get(state, 0))
-            self.oldest_pending.labels(name).set(entry.oldest_pending_age)
-            self.failures_max.labels(name).set(entry.max_consecutive_failures)
+                states.add_metric([name, state], entry.counts.get(state, 0))
+            oldest.add_metric([name], entry.oldest_pending_age)
+            failures.add_metric([name], entry.max_consecutive_failures)
+        yield from (states, oldest, failures)

@@ -62,7 +62,9 @@ class Sender:
         self._busy: dict[str, asyncio.Task[None]] = {}
         self._paused_until = 0.0
         self._backoff = wait_exponential_jitter(
-            initial=settings.backoff_initial, max=settings.backoff_max
+            multiplier=settings.backoff_initial,
+            max=settings.backoff_max,
+            jitter=settings.backoff_initial,
         )
         self._task: asyncio.Task[None] | None = None
 

@@ -1,0 +1,93 @@
+"""An in-memory destination that can be told to fail, for tests of the sender."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from ticketbridge.destinations.base import (
+    DestinationError,
+    TicketNotFound,
+    TicketRef,
+    TicketView,
+)
+from ticketbridge.events import Event
+
+
+@dataclass
+class FakeTicket:
+    ref: TicketRef
+    marker: str
+    open: bool = True
+    comments: list[str] = field(default_factory=list)
+
+
+class FakeDestination:
+    """Keeps tickets in a dict; `failures[op]` is a list of errors raised in turn.
+
+    `lose_create_response` makes the next create succeed and then raise, as a
+    timeout after the server acted would. `drop_marker` stores tickets without
+    their marker, as a misconfigured Jira screen does.
+    """
+
+    def __init__(self, name: str = "fake") -> None:
+        self.name = name
+        self.tickets: dict[str, FakeTicket] = {}
+        self.failures: dict[str, list[DestinationError]] = {}
+        self.calls: list[str] = []
+        self.lose_create_response: DestinationError | None = None
+        self.drop_marker = False
+        self.ignore_resolve = False
+        self._ids = itertools.count(1)
+
+    def _maybe_fail(self, operation: str) -> None:
+        self.calls.append(operation)
+        queue = self.failures.get(operation)
+        if queue:
+            raise queue.pop(0)
+
+    async def create(self, event: Event, marker: str) -> TicketRef:
+        self._maybe_fail("create")
+        number = next(self._ids)
+        ref = TicketRef(str(10000 + number), f"OPS-{number}")
+        stored = "" if self.drop_marker else marker
+        self.tickets[ref.id] = FakeTicket(ref, stored)
+        if self.lose_create_response is not None:
+            error, self.lose_create_response = self.lose_create_response, None
+            raise error
+        return ref
+
+    async def comment(self, ticket: TicketRef, event: Event) -> None:
+        self._maybe_fail("comment")
+        self.tickets[ticket.id].comments.append(event.summary)
+
+    async def resolve(self, ticket: TicketRef, event: Event) -> None:
+        self._maybe_fail("resolve")
+        if not self.ignore_resolve:
+            self.tickets[ticket.id].open = False
+
+    async def find(self, marker: str) -> TicketRef | None:
+        self._maybe_fail("find")
+        for ticket in self.tickets.values():
+            if ticket.marker == marker:
+                return ticket.ref
+        return None
+
+    async def get(self, ticket: TicketRef, marker: str) -> TicketView:
+        self._maybe_fail("get")
+        stored = self.tickets.get(ticket.id)
+        if stored is None:
+            raise TicketNotFound(f"{ticket.key} does not exist", status=404)
+        return TicketView(
+            ref=stored.ref,
+            marker_present=stored.marker == marker,
+            is_open=stored.open,
+            status="Open" if stored.open else "Done",
+            comment_count=len(stored.comments),
+        )
+
+    async def close(self) -> None:
+        return None
+
+    def creates(self) -> int:
+        return self.calls.count("create")
