@@ -57,10 +57,12 @@ def cmd_notify(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from ticketbridge.sandbox.app import run
+    from ticketbridge.sandbox.app import main_sandbox
 
-    run(args.host, args.port)
-    return 0
+    argv = ["--host", args.host, "--port", str(args.port)]
+    for project in args.projects or []:
+        argv += ["--project", project]
+    return main_sandbox(argv)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sandbox = commands.add_parser("sandbox", help="serve a fake ticketing system")
     sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8080)
+    sandbox.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    sandbox.add_argument(
+        "--project", action="append", dest="projects", help="Jira project key (OPS)"
+    )
     sandbox.set_defaults(func=cmd_sandbox)
     return parser
 

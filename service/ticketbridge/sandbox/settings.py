@@ -1,0 +1,40 @@
+"""What a sandbox instance accepts: its projects, credentials and choices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+# Resolution codes found on current and older ServiceNow instances.
+DEFAULT_CLOSE_CODES = (
+    "Solution provided",
+    "Workaround provided",
+    "Resolved by caller",
+    "Resolved by change",
+    "Resolved by problem",
+    "Duplicate",
+    "User error",
+    "Known error",
+    "Solved (Permanently)",
+    "Solved (Work Around)",
+    "Closed/Resolved by Caller",
+    "Not Solved (Not Reproducible)",
+    "Not Solved (Too Costly)",
+)
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """Configuration of one sandbox.
+
+    `token`, when set, is the only secret accepted: the password of a Basic
+    credential or the Bearer token. `close_codes` set to None accepts any code.
+    """
+
+    jira_projects: tuple[str, ...] = ("OPS",)
+    token: str | None = None
+    close_codes: tuple[str, ...] | None = DEFAULT_CLOSE_CODES
+
+
+SETTINGS = web.AppKey("sandbox_settings", SandboxSettings)

@@ -1,0 +1,58 @@
+"""A webhook receiver that keeps what it is sent, once per idempotency key.
+
+A partner integration posts JSON to /webhook/{name}; the verify URL
+/webhook/{name}/{key} shows what was stored under that Idempotency-Key, so
+the sender can prove its delivery the same way it does for ticketing systems.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ticketbridge.sandbox.store import STORE, WebhookRecord, now
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/webhook/{name}", receive),
+        web.get("/webhook/{name}/{ref}", lookup),
+    ]
+
+
+async def receive(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(400, "the body is not valid JSON")
+    if not isinstance(body, dict):
+        return _error(400, "the body must be a JSON object")
+
+    store = request.app[STORE]
+    name = request.match_info["name"]
+    key = request.headers.get("Idempotency-Key") or None
+    if key is not None:
+        seen = _find(request, name, key)
+        if seen is not None:
+            return web.json_response(seen.as_json(), status=200)
+    record = WebhookRecord(store.next_webhook_id(), name, key, body, now())
+    store.webhooks[record.id] = record
+    return web.json_response(record.as_json(), status=201)
+
+
+async def lookup(request: web.Request) -> web.Response:
+    """Find a record by its idempotency key, or failing that by its id."""
+    name = request.match_info["name"]
+    record = _find(request, name, request.match_info["ref"])
+    if record is None:
+        return _error(404, "no record under this key")
+    return web.json_response(record.as_json())
+
+
+def _find(request: web.Request, name: str, ref: str) -> WebhookRecord | None:
+    records = [r for r in request.app[STORE].webhooks.values() if r.name == name]
+    by_key = next((r for r in records if r.idempotency_key == ref), None)
+    return by_key or next((r for r in records if r.id == ref), None)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
