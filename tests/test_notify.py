@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from ticketbridge.events import EventKind, event_from_mapping
 from ticketbridge.sources.notify import main
 

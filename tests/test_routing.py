@@ -1,8 +1,8 @@
 """Routing: ordered rules, first match wins, drop and dual-write."""
 
+from tests.helpers import make_event
 from ticketbridge.config.model import Route
 from ticketbridge.routing import Router, correlation_marker, incident_key
-from tests.helpers import make_event
 
 
 def router(*routes: dict) -> Router:

@@ -199,7 +199,7 @@ class Daemon:
 
         self.metrics.source_last_success.labels(name).set(time.time())
         size = len(polled.events) + len(polled.rejects)
-        return size >= getattr(source, "settings").batch_size
+        return size >= source.batch_size
 
     async def _store(self, name: str, source: Source, polled: Polled) -> None:
         """Commit, then acknowledge: the source lets go only of what is stored."""

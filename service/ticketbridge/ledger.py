@@ -364,7 +364,7 @@ class Ledger:
         return OpenTicket(str(row[0]), str(row[1]), str(row[2])) if row else None
 
     async def start_attempt(self, delivery_id: int, operation: str) -> None:
-        """Record that a request is about to be sent; a crash after this is ambiguous."""
+        """Record a request about to be sent: a crash after this is ambiguous."""
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE deliveries SET attempts = attempts + 1, operation = ?, "

@@ -74,8 +74,8 @@ class Sender:
     def wake(self) -> None:
         self._wake.set()
 
-    async def stop(self, timeout: float) -> None:
-        """Take no new work; give in-flight requests `timeout` seconds, then cancel.
+    async def stop(self, grace: float) -> None:
+        """Take no new work; give in-flight requests `grace` seconds, then cancel.
 
         A cancelled request is safe: its attempt is in the ledger, and the next
         run looks the marker up before it creates again.
@@ -86,7 +86,7 @@ class Sender:
             await self._task
         in_flight = list(self._busy.values())
         if in_flight:
-            _, pending = await asyncio.wait(in_flight, timeout=timeout)
+            _, pending = await asyncio.wait(in_flight, timeout=grace)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)

@@ -98,9 +98,16 @@ class Sandbox:
 class Daemon:
     """`ticketbridge run` as a child process with its own config, spool and ledger."""
 
-    def __init__(self, workdir: Path, sandbox_url: str, **overrides: Any) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        sandbox_url: str,
+        spool: Path | None = None,
+        **overrides: Any,
+    ) -> None:
         self.workdir = workdir
-        self.spool = workdir / "spool"
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.spool = spool or workdir / "spool"
         self.spool.mkdir(parents=True, exist_ok=True)
         self.ledger = workdir / "ledger.sqlite3"
         self.metrics_port = free_port()

@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from ticketbridge.sandbox import RunningSandbox, SandboxSettings, serve
 
 BASIC = {"Authorization": aiohttp.encode_basic_auth("ops@example.com", "secret")}

@@ -7,9 +7,9 @@ import re
 
 import aiohttp
 import pytest
-from ticketbridge.sandbox import main_sandbox, run, serve
 
 from tests.sandbox.conftest import Client, issue_fields
+from ticketbridge.sandbox import main_sandbox, run, serve
 
 ISSUE = "/rest/api/2/issue"
 INCIDENT = "/api/now/table/incident"

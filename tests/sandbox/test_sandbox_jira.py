@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from ticketbridge.sandbox import RunningSandbox, SandboxSettings, serve
 
 from tests.sandbox.conftest import Client, adf, issue_fields
+from ticketbridge.sandbox import RunningSandbox, SandboxSettings, serve
 
 V2 = "/rest/api/2"
 V3 = "/rest/api/3"

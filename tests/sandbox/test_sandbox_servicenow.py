@@ -6,9 +6,9 @@ import re
 from typing import Any
 
 import aiohttp
-from ticketbridge.sandbox import RunningSandbox, SandboxSettings, serve
 
 from tests.sandbox.conftest import Client
+from ticketbridge.sandbox import RunningSandbox, SandboxSettings, serve
 
 TABLE = "/api/now/table/incident"
 NOT_FOUND = {

@@ -128,11 +128,9 @@ def describe(exc: ValidationError) -> list[str]:
 def strip_union_tags(loc: tuple[int | str, ...]) -> list[int | str]:
     """Drop the discriminator tag pydantic puts in paths: sources.x.spool.path."""
     parts = list(loc)
-    if len(parts) >= 3 and parts[0] in ("sources", "destinations"):
-        if parts[2] in DEST_TYPES or parts[2] in ("spool", "sql"):
-            del parts[2]
-    if parts and parts[0] == "routes" and len(parts) >= 2 and isinstance(parts[1], int):
-        parts[1] = f"{parts[1]}"
+    tagged = len(parts) >= 3 and parts[0] in ("sources", "destinations")
+    if tagged and parts[2] in (*DEST_TYPES, "spool", "sql"):
+        del parts[2]
     return parts
 
 

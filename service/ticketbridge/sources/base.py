@@ -32,6 +32,7 @@ class Polled:
 
 class Source(Protocol):
     name: str
+    batch_size: int
 
     async def poll(self, cursor: str | None) -> Polled:
         """Read the next batch; never acknowledges anything."""

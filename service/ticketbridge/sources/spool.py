@@ -26,6 +26,7 @@ class SpoolDirectory:
     def __init__(self, name: str, settings: SpoolSource) -> None:
         self.name = name
         self.settings = settings
+        self.batch_size = settings.batch_size
         self.path = settings.path
         self.processed = self.path / "processed"
         self.rejected = self.path / "rejected"

@@ -23,6 +23,7 @@ class SqlTable:
     def __init__(self, name: str, settings: SqlSource) -> None:
         self.name = name
         self.settings = settings
+        self.batch_size = settings.batch_size
 
     def _connect(self) -> sqlite3.Connection:
         writable = self.settings.processed_column is not None

@@ -1,0 +1,52 @@
+"""Ticketing destinations: one client per system behind `base.Destination`."""
+
+from __future__ import annotations
+
+from ticketbridge.config.model import (
+    DestinationSettings,
+    JiraSettings,
+    ServiceNowSettings,
+    WebhookSettings,
+)
+from ticketbridge.destinations.base import Destination
+from ticketbridge.destinations.http import OnRequest, ReadRetry
+from ticketbridge.destinations.jira import JiraDestination
+from ticketbridge.destinations.servicenow import ServiceNowDestination
+from ticketbridge.destinations.webhook import WebhookDestination
+
+__all__ = [
+    "JiraDestination",
+    "OnRequest",
+    "ReadRetry",
+    "ServiceNowDestination",
+    "WebhookDestination",
+    "build_destination",
+]
+
+
+def build_destination(
+    name: str,
+    settings: DestinationSettings,
+    *,
+    on_request: OnRequest | None = None,
+    read_retry: ReadRetry | None = None,
+) -> Destination:
+    """The client for one configured destination, chosen by its `type`.
+
+    `on_request(destination, operation, status, seconds)` is called after
+    every HTTP request, e.g. to feed a duration histogram.
+    """
+    match settings:
+        case JiraSettings():
+            return JiraDestination(
+                name, settings, on_request=on_request, read_retry=read_retry
+            )
+        case ServiceNowSettings():
+            return ServiceNowDestination(
+                name, settings, on_request=on_request, read_retry=read_retry
+            )
+        case WebhookSettings():
+            return WebhookDestination(
+                name, settings, on_request=on_request, read_retry=read_retry
+            )
+    raise ValueError(f"{name}: unknown destination type {settings.type!r}")
