@@ -1,5 +1,6 @@
 """The ledger: idempotent ingest, ordering per incident, forward migration."""
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -81,3 +82,18 @@ async def test_stored_event_reads_back_equal(tmp_path: Path) -> None:
     delivery = await ledger.delivery(1)
     await ledger.close()
     assert delivery.event == item.event
+
+
+async def test_concurrent_writers_do_not_interleave_transactions(
+    tmp_path: Path,
+) -> None:
+    ledger = await Ledger.open(tmp_path / "l.db")
+    await ledger.ingest(
+        "nagios", [routed(f"e{n}", host=f"h{n}") for n in range(20)], None
+    )
+
+    await asyncio.gather(*(ledger.start_attempt(n, "create") for n in range(1, 21)))
+    rows = await ledger.rows("SELECT SUM(attempts) AS n FROM deliveries")
+    await ledger.close()
+
+    assert rows[0]["n"] == 20

@@ -6,6 +6,7 @@ than ids and one batch; after a crash everything is rebuilt from here.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -153,6 +154,7 @@ class Ledger:
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
         self.path = path
+        self._write = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> Ledger:
@@ -187,13 +189,16 @@ class Ledger:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
-        await self._db.execute("COMMIT")
+        # One connection is shared by every task; without the lock a second
+        # task's BEGIN lands inside the first one's open transaction.
+        async with self._write:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
 
     # -- ingest -----------------------------------------------------------
 

@@ -150,6 +150,7 @@ class Sender:
             return
 
         await self.ledger.start_attempt(delivery.id, plan.operation)
+        delivery = await self.ledger.delivery(delivery.id)
         started = time.monotonic()
         try:
             ref = await self._apply(delivery, plan)
@@ -190,7 +191,7 @@ class Sender:
         if plan.operation == "create":
             # An earlier attempt may have created the ticket before we lost the
             # answer (timeout, reset, crash): look the marker up first.
-            if delivery.attempts > 0:
+            if delivery.attempts > 1:  # this attempt is already counted
                 found = await self.destination.find(delivery.marker)
                 if found is not None:
                     log.info(
