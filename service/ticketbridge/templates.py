@@ -389,10 +389,11 @@ def _guarded(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
 
     def guarded(*args: Any, **kwargs: Any) -> Any:
         # Filters that take the context or environment get it first.
-        values = [a for a in args if not isinstance(a, jinja2.runtime.Context)]
+        passed = (jinja2.runtime.Context, jinja2.nodes.EvalContext)
+        values = [a for a in args if not isinstance(a, passed)]
         _refuse_big(f"filter {name}", [*values, *kwargs.values()])
-        if name == "replace" and len(args) >= 3:
-            _check_replace(*args[:3])
+        if name == "replace" and len(values) >= 3:
+            _check_replace(*values[:3])
         return function(*args, **kwargs)
 
     for attr in ("jinja_pass_arg",):
