@@ -100,3 +100,53 @@ def test_inline_secret_in_world_readable_file_is_refused(tmp_path: Path) -> None
 def test_secret_never_shows_in_repr(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path / "c.yaml", base_config(tmp_path)))
     assert "jira-secret-token" not in repr(config)
+
+
+def with_templates(tmp_path: Path, **templates: object) -> Path:
+    data = base_config(tmp_path)
+    data["destinations"]["jira_new"]["templates"] = templates
+    return write_config(tmp_path / "c.yaml", data)
+
+
+def test_template_with_a_misspelt_name_is_refused_naming_it_and_its_line(
+    tmp_path: Path,
+) -> None:
+    """BC-29: a typo in a template is caught at load, not at the first event."""
+    path = with_templates(tmp_path, summary="[{{ state }}] {{ hostnme }}")
+    assert problems_of(path) == [
+        "destinations.jira_new.templates.summary: line 1: 'hostnme' is undefined"
+    ]
+
+
+def test_template_syntax_error_is_refused_naming_its_line(tmp_path: Path) -> None:
+    path = with_templates(tmp_path, fields={"environment": "a\n{{ host "})
+    [problem] = problems_of(path)
+    assert problem.startswith("destinations.jira_new.templates.fields.environment: ")
+    assert "line 2:" in problem
+
+
+def test_template_field_may_not_replace_a_field_the_client_fills(
+    tmp_path: Path,
+) -> None:
+    path = with_templates(tmp_path, fields={"labels": "x"})
+    [problem] = problems_of(path)
+    assert problem.startswith("destinations.jira_new.templates.fields.labels: ")
+
+
+def test_valid_templates_load(tmp_path: Path) -> None:
+    path = with_templates(
+        tmp_path,
+        summary="{{ extra.env | default('prod') }}: {{ host }}",
+        fields={"environment": "{{ source }}"},
+    )
+    config = load_config(path)
+    assert config.destinations["jira_new"].templates.fields == {
+        "environment": "{{ source }}"
+    }
+
+
+def test_priority_map_severities_compare_without_case(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    data["destinations"]["jira_new"]["priority_map"] = {"CRITICAL": "P1"}
+    config = load_config(write_config(tmp_path / "c.yaml", data))
+    assert config.destinations["jira_new"].priority_map == {"critical": "P1"}  # type: ignore[union-attr]

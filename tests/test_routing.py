@@ -74,3 +74,34 @@ def test_marker_is_safe_for_every_ticketing_query_language() -> None:
     marker = correlation_marker(make_event(id='x" OR labels = "y ^ | ~'))
     assert marker.startswith("tb-")
     assert all(c.isalnum() or c in "._-" for c in marker)
+
+
+def test_same_alert_from_two_sources_has_two_incident_keys() -> None:
+    """BC-08: a test and a stage Nagios never share a ticket."""
+    fields = ["host", "check"]  # even when the source is left out
+    test = make_event(source="icinga-test", host="app-1", check="restart-pods")
+    stage = make_event(source="icinga-stage", host="app-1", check="restart-pods")
+    assert incident_key(test, fields) == "icinga-test|app-1|restart-pods"
+    assert incident_key(test, fields) != incident_key(stage, fields)
+
+
+def test_environment_field_separates_incidents_of_one_source() -> None:
+    """BC-08: an `env` field in the incident key tells environments apart."""
+    fields = ["source", "env", "host", "check"]
+    test = make_event(env="test")
+    stage = make_event(env="stage")
+    assert incident_key(test, fields) != incident_key(stage, fields)
+
+
+def test_separator_inside_a_value_cannot_merge_two_incidents() -> None:
+    fields = ["source", "host", "check"]
+    one = make_event(host="a|b", check="c")
+    two = make_event(host="a", check="b|c")
+    assert incident_key(one, fields) != incident_key(two, fields)
+
+
+def test_markers_of_the_same_event_id_from_two_sources_differ() -> None:
+    """BC-08: the marker hashes the source with the event id."""
+    test = make_event(source="icinga-test", id="2201")
+    stage = make_event(source="icinga-stage", id="2201")
+    assert correlation_marker(test) != correlation_marker(stage)

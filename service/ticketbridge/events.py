@@ -59,6 +59,8 @@ class Event:
     occurred_at: datetime
     raw: Mapping[str, Any] = field(default_factory=dict)
     problem_id: str = ""
+    # Set from the ledger once routed; not part of the stored record.
+    incident_key: str = ""
 
     def field_value(self, name: str) -> str:
         """The value of a named field as text, for routing and incident keys."""

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -532,7 +532,10 @@ def delivery_from_row(row: aiosqlite.Row) -> Delivery:
         last_error=row["last_error"],
         ticket_id=row["ticket_id"],
         ticket_key=row["ticket_key"],
-        event=event_from_record(row["source"], record),
+        event=replace(
+            event_from_record(row["source"], record),
+            incident_key=row["incident_key"],
+        ),
     )
 
 

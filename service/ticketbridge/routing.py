@@ -76,8 +76,22 @@ def glob(pattern: str, value: str) -> bool:
 
 
 def incident_key(event: Event, fields: list[str]) -> str:
-    """What ties a problem to its recovery, e.g. `nagios|web01|HTTP`."""
-    return "|".join(event.field_value(name) for name in fields)
+    """What ties a problem to its recovery, e.g. `nagios|web01|HTTP`.
+
+    The source always comes first, even when the configured fields leave it
+    out: two sources (a test and a production Nagios) sending the same host
+    and check must never share a ticket. Whatever else tells environments
+    apart within one source (an `env` field) is added in the source's
+    `incident_key`. `|` and `\\` inside values are escaped so that
+    ("a|b", "c") and ("a", "b|c") stay two keys; keys of values without them
+    are unchanged.
+    """
+    names = fields if "source" in fields else ["source", *fields]
+    return "|".join(_escape_part(event.field_value(name)) for name in names)
+
+
+def _escape_part(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("|", "\\|")
 
 
 def correlation_marker(event: Event) -> str:

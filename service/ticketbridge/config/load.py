@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from ticketbridge.config.model import SECRET_FIELDS, Config
+from ticketbridge.templates import TemplateError, reserved_field_problems, templates_for
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,29 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
 
     add_credential_files(data, environ.get("CREDENTIALS_DIRECTORY"))
     try:
-        return Config(**data)
+        config = Config(**data)
     except ValidationError as exc:
         raise ConfigError(str(path), describe(exc)) from None
+
+    problems = template_problems(config)
+    if problems:
+        raise ConfigError(str(path), problems)
+    return config
+
+
+def template_problems(config: Config) -> list[str]:
+    """Compile every destination's templates and render them against samples."""
+    problems: list[str] = []
+    for name, settings in config.destinations.items():
+        where = f"destinations.{name}.templates"
+        problems += reserved_field_problems(where, settings.type, settings.templates)
+        try:
+            templates = templates_for(where, settings.templates)
+        except TemplateError as exc:
+            problems.append(str(exc))
+            continue
+        problems += templates.check()
+    return problems
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -21,11 +21,54 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+T = TypeVar("T")
+
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
+
+# Severities as monitoring sources send them (Nagios service and host states),
+# compared case-insensitively, to the priority names of Jira's default scheme.
+JIRA_PRIORITIES = {
+    "critical": "Highest",
+    "down": "Highest",
+    "unreachable": "High",
+    "warning": "Medium",
+    "unknown": "Medium",
+    "ok": "Low",
+    "up": "Low",
+}
+# The same severities as ServiceNow (impact, urgency).
+SERVICENOW_PRIORITIES = {
+    "critical": (1, 1),
+    "down": (1, 1),
+    "unreachable": (2, 1),
+    "warning": (2, 2),
+    "unknown": (2, 2),
+    "ok": (3, 3),
+    "up": (3, 3),
+}
+
+
+def _lower_keys(value: dict[str, T]) -> dict[str, T]:
+    lowered: dict[str, T] = {}
+    for key, item in value.items():
+        if key.lower() in lowered:
+            raise ValueError(f"severity {key!r} given twice (case does not count)")
+        lowered[key.lower()] = item
+    return lowered
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TemplateSettings(Strict):
+    """Jinja2 templates of a destination's ticket text; None = the built-in text."""
+
+    summary: str | None = None
+    description: str | None = None
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="extra ticket field -> template"
+    )
 
 
 class HttpSettings(Strict):
@@ -41,6 +84,7 @@ class HttpSettings(Strict):
     backoff_max: float = Field(300.0, gt=0, le=3600)
     ca_bundle: Path | None = None
     verify_tls: bool = True
+    templates: TemplateSettings = TemplateSettings()
 
 
 class JiraSettings(HttpSettings):
@@ -53,12 +97,28 @@ class JiraSettings(HttpSettings):
     token: SecretStr | None = None
     resolve_transition: str = "Done"
     label_prefix: str = "tb"
+    priority_map: dict[str, str] = Field(
+        default_factory=lambda: dict(JIRA_PRIORITIES),
+        description="severity -> Jira priority name; {} sends no priority",
+    )
+
+    @field_validator("priority_map")
+    @classmethod
+    def _lower_severities(cls, value: dict[str, str]) -> dict[str, str]:
+        return _lower_keys(value)
 
     @model_validator(mode="after")
     def _auth_matches_version(self) -> JiraSettings:
         if self.api_version == 3 and not self.email:
             raise ValueError("email is required for api_version 3 (Jira Cloud)")
         return self
+
+
+class ImpactUrgency(Strict):
+    """ServiceNow derives an incident's priority from these two (1 is highest)."""
+
+    impact: int = Field(ge=1, le=3)
+    urgency: int = Field(ge=1, le=3)
 
 
 class ServiceNowSettings(HttpSettings):
@@ -70,6 +130,20 @@ class ServiceNowSettings(HttpSettings):
     resolved_state: str = "6"
     caller_id: str | None = None
     assignment_group: str | None = None
+    priority_map: dict[str, ImpactUrgency] = Field(
+        default_factory=lambda: {
+            k: ImpactUrgency(impact=i, urgency=u)
+            for k, (i, u) in SERVICENOW_PRIORITIES.items()
+        },
+        description="severity -> impact and urgency; {} sends neither",
+    )
+
+    @field_validator("priority_map")
+    @classmethod
+    def _lower_severities(
+        cls, value: dict[str, ImpactUrgency]
+    ) -> dict[str, ImpactUrgency]:
+        return _lower_keys(value)
 
 
 class WebhookSettings(HttpSettings):

@@ -28,11 +28,18 @@ class TicketView:
 
 
 class DestinationError(Exception):
-    """A failed call. `status` is the HTTP status when there was one."""
+    """A failed call. `status` is the HTTP status when there was one.
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    `reason` names a failure that happened before any request, e.g.
+    "template" when the ticket text could not be rendered.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, reason: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.reason = reason
 
 
 class TransientError(DestinationError):

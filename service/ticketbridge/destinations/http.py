@@ -15,8 +15,8 @@ request becomes either a `Reply` or one of the errors of `base.py`:
 Reads (GET) are retried here a few quick times; writes never are, because the
 sender above decides, with the ledger, whether a write may be repeated.
 
-The module also holds what the ticket-system clients share besides HTTP: the
-marker check, the ticket text and its truncation.
+What the clients share besides HTTP (the marker check, ticket text, cutting
+and quoting) lives in `ticketbridge.text`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import math
 import re
 import ssl
 import time
-import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,7 +54,12 @@ from ticketbridge.destinations.base import (
     TicketNotFound,
     TransientError,
 )
-from ticketbridge.events import Event
+from ticketbridge.text import (  # noqa: F401 (kept importable from here)
+    TicketText,
+    check_marker,
+    render_text,
+    truncate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +74,6 @@ Sleep = Callable[[float], Awaitable[None]]
 # What a 2xx answer must carry: JSON; JSON or nothing; anything but an HTML
 # page (plain-text bodies read as nothing); anything at all.
 BodyKind = Literal["json", "optional", "lenient", "none"]
-
-MARKER = re.compile(r"[A-Za-z0-9._-]{1,255}")
 
 # Statuses whose request was surely not acted on; other 5xx answers to a
 # write may come from a proxy that gave up after the backend had acted.
@@ -540,101 +542,3 @@ async def _on_sent(
 ) -> None:
     if isinstance(context.trace_request_ctx, _Progress):
         context.trace_request_ctx.sent = True
-
-
-# --- What the ticket-system clients share besides HTTP -----------------------
-
-
-def check_marker(marker: str) -> str:
-    """Refuse a correlation marker outside [A-Za-z0-9._-].
-
-    Every query language we build lookups in (JQL, encoded queries, URLs)
-    treats other characters specially; the router never makes such a marker.
-    """
-    if not MARKER.fullmatch(marker):
-        raise ValueError(f"correlation marker {marker[:40]!r} is not [A-Za-z0-9._-]")
-    return marker
-
-
-@dataclass(frozen=True, slots=True)
-class TicketText:
-    """What a ticket or comment says: a one-line title and a plain-text body."""
-
-    title: str
-    body: str
-
-    @property
-    def comment(self) -> str:
-        return f"{self.title}\n\n{self.body}"
-
-
-def render_text(event: Event) -> TicketText:
-    """The one place an event becomes ticket text; templates may replace it."""
-    subject = f"{event.host}/{event.check}" if event.check else event.host
-    title = f"[{event.severity.upper()}] {subject}"
-    if event.summary:
-        title = f"{title}: {' '.join(event.summary.split())}"
-
-    when = event.occurred_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    facts = [
-        f"Host: {event.host}",
-        *([f"Check: {event.check}"] if event.check else []),
-        f"Severity: {event.severity}",
-        f"Kind: {event.kind.value}",
-        f"Time: {when}",
-        f"Source: {event.source} (event {event.source_event_id})",
-    ]
-    body = "\n".join(facts)
-    if event.details.strip():
-        body = f"{body}\n\n{event.details.strip()}"
-    return TicketText(title=title, body=body)
-
-
-def truncate(text: str, limit: int) -> str:
-    """Cut `text` to at most `limit` UTF-16 units, ending with "…" when cut.
-
-    The limit counts UTF-16 units because the Java-based ticket systems count
-    string length that way (an emoji is two). The cut never splits a
-    character, nor a base letter from its combining marks, nor an emoji
-    sequence joined by ZWJ, modifiers or variation selectors, nor a flag.
-    """
-    if _utf16_len(text) <= limit:
-        return text
-    end = 0
-    used = 0
-    budget = limit - 1  # room for the ellipsis
-    while end < len(text) and used + _utf16_len(text[end]) <= budget:
-        used += _utf16_len(text[end])
-        end += 1
-    while 0 < end < len(text) and _continues_cluster(text, end):
-        end -= 1
-    return text[:end].rstrip() + "…"
-
-
-def _utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _continues_cluster(text: str, index: int) -> bool:
-    """Whether the character at `index` belongs to the one before it."""
-    char, before = text[index], text[index - 1]
-    point = ord(char)
-    if unicodedata.category(char) in ("Mn", "Mc", "Me"):
-        return True
-    if point == 0x200D or before == "\u200d":  # zero-width joiner
-        return True
-    if 0xFE00 <= point <= 0xFE0F or 0xE0100 <= point <= 0xE01EF:  # selectors
-        return True
-    if 0x1F3FB <= point <= 0x1F3FF or 0xE0020 <= point <= 0xE007F:  # skin, tags
-        return True
-    if _is_regional(char):
-        # Flags are pairs of regional indicators: split only between pairs.
-        run = 0
-        while index - run - 1 >= 0 and _is_regional(text[index - run - 1]):
-            run += 1
-        return run % 2 == 1
-    return False
-
-
-def _is_regional(char: str) -> bool:
-    return 0x1F1E6 <= ord(char) <= 0x1F1FF

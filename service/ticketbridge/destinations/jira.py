@@ -24,12 +24,12 @@ from ticketbridge.destinations.http import (
     MissingField,
     OnRequest,
     ReadRetry,
-    check_marker,
     dig,
-    render_text,
-    truncate,
 )
+from ticketbridge.destinations.rendering import fit, render
 from ticketbridge.events import Event
+from ticketbridge.templates import templates_for
+from ticketbridge.text import check_marker, quote_jql
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,9 @@ class JiraDestination:
         self.settings = settings
         self._v = settings.api_version
         self._api = f"{str(settings.url).rstrip('/')}/rest/api/{self._v}"
+        self._templates = templates_for(
+            f"destinations.{name}.templates", settings.templates
+        )
         authorization, secrets = _authorization(settings)
         self._http = HttpClient(
             name,
@@ -64,16 +67,28 @@ class JiraDestination:
         )
 
     async def create(self, event: Event, marker: str) -> TicketRef:
-        """Open an issue labelled with `marker`."""
+        """Open an issue labelled with `marker`, its text from the templates."""
         check_marker(marker)
-        text = render_text(event)
-        fields = {
+        text = await render(
+            self._templates,
+            event,
+            destination=self.name,
+            operation="create",
+            marker=marker,
+        )
+        description = self._fit("description", text.description, DESCRIPTION_LIMIT)
+        fields: dict[str, Any] = {
             "project": {"key": self.settings.project},
             "issuetype": {"name": self.settings.issue_type},
-            "summary": truncate(text.title, SUMMARY_LIMIT),
-            "description": self._text(truncate(text.body, DESCRIPTION_LIMIT)),
+            "summary": self._fit("summary", text.summary, SUMMARY_LIMIT),
+            "description": self._text(description),
             "labels": [marker],
         }
+        priority = self.settings.priority_map.get(event.severity.lower())
+        if priority:
+            fields["priority"] = {"name": priority}
+        for field, value in text.fields.items():
+            fields[field] = self._fit(field, value, DESCRIPTION_LIMIT)
 
         reply = await self._http.request(
             "create", "POST", f"{self._api}/issue", json={"fields": fields}
@@ -87,8 +102,11 @@ class JiraDestination:
         return ref
 
     async def comment(self, ticket: TicketRef, event: Event) -> None:
-        """Add the event as a comment."""
-        await self._comment("comment", ticket, render_text(event).comment)
+        """Add the event as a comment: its summary and description."""
+        text = await render(
+            self._templates, event, destination=self.name, operation="comment"
+        )
+        await self._comment("comment", ticket, text.comment)
         log.debug("ticket commented", extra=self._fields(ticket))
 
     async def resolve(self, ticket: TicketRef, event: Event) -> None:
@@ -97,6 +115,11 @@ class JiraDestination:
         An issue already in the done category is left alone, so a repeated
         resolve is harmless.
         """
+        # Rendered first: a broken template must not leave a resolved issue
+        # without its note.
+        text = await render(
+            self._templates, event, destination=self.name, operation="resolve"
+        )
         if await self._is_done(ticket):
             log.info("ticket already resolved", extra=self._fields(ticket))
             return
@@ -116,7 +139,7 @@ class JiraDestination:
         # The note goes after the transition: a failed note must not make the
         # sender repeat a transition that has already happened.
         try:
-            await self._comment("resolve", ticket, render_text(event).comment)
+            await self._comment("resolve", ticket, text.comment)
         except DestinationError as exc:
             log.warning("resolve note not added: %s", exc, extra=self._fields(ticket))
 
@@ -127,8 +150,8 @@ class JiraDestination:
         searches after a failed create, by which time it has usually caught up.
         """
         check_marker(marker)
-        project = _quote_jql(self.settings.project)
-        jql = f"project = {project} AND labels = {_quote_jql(marker)}"
+        project = quote_jql(self.settings.project)
+        jql = f"project = {project} AND labels = {quote_jql(marker)}"
 
         if self._v == 3:
             search = {"jql": jql, "fields": ["labels", "status"], "maxResults": 2}
@@ -173,7 +196,7 @@ class JiraDestination:
         await self._http.close()
 
     async def _comment(self, operation: str, ticket: TicketRef, text: str) -> None:
-        body = self._text(truncate(text, DESCRIPTION_LIMIT))
+        body = self._text(self._fit("comment", text, DESCRIPTION_LIMIT))
         await self._http.request(
             operation,
             "POST",
@@ -226,6 +249,9 @@ class JiraDestination:
                 extra={"destination": self.name, "marker": marker},
             )
         return TicketRef(_id(issues[0], "id"), _id(issues[0], "key"))
+
+    def _fit(self, field: str, text: str, limit: int) -> str:
+        return fit(self.name, field, text, limit)
 
     def _text(self, text: str) -> str | dict[str, Any]:
         return adf_document(text) if self._v == 3 else text
@@ -281,11 +307,6 @@ def _authorization(settings: JiraSettings) -> tuple[str, list[str]]:
         return f"Bearer {token}", [token]
     pair = base64.b64encode(f"{settings.email}:{token}".encode()).decode("ascii")
     return f"Basic {pair}", [token, pair]
-
-
-def _quote_jql(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
 
 
 def _category(status: dict[str, Any]) -> str:

@@ -18,16 +18,21 @@ from ticketbridge.destinations.http import (
     MissingField,
     OnRequest,
     ReadRetry,
-    check_marker,
     dig,
-    render_text,
-    truncate,
 )
+from ticketbridge.destinations.rendering import fit, render
 from ticketbridge.events import Event
+from ticketbridge.templates import templates_for
+from ticketbridge.text import check_marker, encoded_query_value
 
 log = logging.getLogger(__name__)
 
+# Field lengths of the out-of-box incident table (dictionary max_length);
+# an instance may have changed them.
 SHORT_DESCRIPTION_LIMIT = 160
+# No documented limit for description and journal fields: they are cut like
+# Jira's text fields, so one event cannot fill a record with megabytes.
+TEXT_LIMIT = 32767
 FIELDS = "sys_id,number,state,correlation_id"
 # Incident states from 6 (Resolved) up are closed ones.
 FIRST_CLOSED_STATE = 6
@@ -48,6 +53,9 @@ class ServiceNowDestination:
         self.settings = settings
         base = str(settings.url).rstrip("/")
         self._table = f"{base}/api/now/table/{quote(settings.table, safe='')}"
+        self._templates = templates_for(
+            f"destinations.{name}.templates", settings.templates
+        )
         authorization, secrets = _authorization(settings)
         self._http = HttpClient(
             name,
@@ -61,13 +69,27 @@ class ServiceNowDestination:
     async def create(self, event: Event, marker: str) -> TicketRef:
         """Insert a record whose correlation_id is `marker`."""
         check_marker(marker)
-        text = render_text(event)
+        text = await render(
+            self._templates,
+            event,
+            destination=self.name,
+            operation="create",
+            marker=marker,
+        )
         record = {
-            "short_description": truncate(text.title, SHORT_DESCRIPTION_LIMIT),
-            "description": text.body,
+            "short_description": self._fit(
+                "short_description", text.summary, SHORT_DESCRIPTION_LIMIT
+            ),
+            "description": self._fit("description", text.description, TEXT_LIMIT),
             "correlation_id": marker,
             "correlation_display": "ticketbridge",
         }
+        priority = self.settings.priority_map.get(event.severity.lower())
+        if priority is not None:
+            record["impact"] = str(priority.impact)
+            record["urgency"] = str(priority.urgency)
+        for field, value in text.fields.items():
+            record[field] = self._fit(field, value, TEXT_LIMIT)
         if self.settings.caller_id:
             record["caller_id"] = self.settings.caller_id
         if self.settings.assignment_group:
@@ -81,7 +103,11 @@ class ServiceNowDestination:
 
     async def comment(self, ticket: TicketRef, event: Event) -> None:
         """Add the event to the record's comments journal."""
-        await self._update("comment", ticket, {"comments": render_text(event).comment})
+        text = await render(
+            self._templates, event, destination=self.name, operation="comment"
+        )
+        note = self._fit("comments", text.comment, TEXT_LIMIT)
+        await self._update("comment", ticket, {"comments": note})
         log.debug("ticket commented", extra=self._fields(ticket))
 
     async def resolve(self, ticket: TicketRef, event: Event) -> None:
@@ -90,10 +116,13 @@ class ServiceNowDestination:
         ServiceNow drops a close_code that is not a choice on the instance and
         then refuses the update (403, data policy): a permanent error.
         """
+        text = await render(
+            self._templates, event, destination=self.name, operation="resolve"
+        )
         change = {
             "state": self.settings.resolved_state,
             "close_code": self.settings.close_code,
-            "close_notes": render_text(event).comment,
+            "close_notes": self._fit("close_notes", text.comment, TEXT_LIMIT),
         }
         await self._update("resolve", ticket, change)
         log.info("ticket resolved", extra=self._fields(ticket))
@@ -102,11 +131,12 @@ class ServiceNowDestination:
         """Look the record up by correlation_id.
 
         The marker's charset keeps `^`, the encoded-query separator, out of the
-        query, so the lookup cannot grow into another condition.
+        query, so the lookup cannot grow into another condition; the value is
+        checked again where the query is built.
         """
         check_marker(marker)
         params = {
-            "sysparm_query": f"correlation_id={marker}",
+            "sysparm_query": f"correlation_id={encoded_query_value(marker)}",
             "sysparm_fields": FIELDS,
             "sysparm_limit": "2",
         }
@@ -182,6 +212,9 @@ class ServiceNowDestination:
         except MissingField as exc:
             raise self._http.unexpected(operation, exc) from exc
         return TicketRef(sys_id, number)
+
+    def _fit(self, field: str, text: str, limit: int) -> str:
+        return fit(self.name, field, text, limit)
 
     def _record(self, ticket: TicketRef) -> str:
         return f"{self._table}/{quote(ticket.id, safe='')}"

@@ -1,5 +1,8 @@
 """Webhook: each operation is a JSON POST to one URL.
 
+The body is the event's record plus `text`: the summary, description and
+extra fields rendered from the destination's templates.
+
 Every POST carries `Idempotency-Key: <marker>:<operation>:<source event id>`
 so a receiver can drop the repeats that retries produce. Any 2xx counts as
 accepted, whatever its body, except an HTML page (a proxy's or a login form).
@@ -29,10 +32,12 @@ from ticketbridge.destinations.http import (
     MissingField,
     OnRequest,
     ReadRetry,
-    check_marker,
     dig,
 )
+from ticketbridge.destinations.rendering import render
 from ticketbridge.events import Event
+from ticketbridge.templates import templates_for
+from ticketbridge.text import check_marker
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,9 @@ class WebhookDestination:
         self.name = name
         self.settings = settings
         self._url = str(settings.url)
+        self._templates = templates_for(
+            f"destinations.{name}.templates", settings.templates
+        )
         self._verify = (
             str(settings.verify_url).rstrip("/") if settings.verify_url else None
         )
@@ -142,11 +150,25 @@ class WebhookDestination:
     async def _post(
         self, operation: str, marker: str, event: Event, ticket: TicketRef | None
     ) -> Any:
+        text = await render(
+            self._templates,
+            event,
+            destination=self.name,
+            operation=operation,
+            marker=marker,
+        )
+        # Built as data and serialised by the JSON encoder: quotes, newlines
+        # and backslashes in event text cannot break the body.
         payload = {
             "operation": operation,
             "marker": marker,
             **event.to_record(),
             "ticket": {"id": ticket.id, "key": ticket.key} if ticket else None,
+            "text": {
+                "summary": text.summary,
+                "description": text.description,
+                "fields": text.fields,
+            },
         }
         key = idempotency_key(marker, operation, event)
 
