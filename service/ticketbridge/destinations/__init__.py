@@ -7,12 +7,14 @@ from ticketbridge.config.model import (
     JiraSettings,
     ServiceNowSettings,
     WebhookSettings,
+    ZendeskSettings,
 )
 from ticketbridge.destinations.base import Destination
 from ticketbridge.destinations.http import OnRequest, ReadRetry
 from ticketbridge.destinations.jira import JiraDestination
 from ticketbridge.destinations.servicenow import ServiceNowDestination
 from ticketbridge.destinations.webhook import WebhookDestination
+from ticketbridge.destinations.zendesk import ZendeskDestination
 
 __all__ = [
     "JiraDestination",
@@ -20,6 +22,7 @@ __all__ = [
     "ReadRetry",
     "ServiceNowDestination",
     "WebhookDestination",
+    "ZendeskDestination",
     "build_destination",
 ]
 
@@ -47,6 +50,10 @@ def build_destination(
             )
         case WebhookSettings():
             return WebhookDestination(
+                name, settings, on_request=on_request, read_retry=read_retry
+            )
+        case ZendeskSettings():
+            return ZendeskDestination(
                 name, settings, on_request=on_request, read_retry=read_retry
             )
     raise ValueError(f"{name}: unknown destination type {settings.type!r}")
