@@ -5,6 +5,7 @@ from __future__ import annotations
 from ticketbridge.config.model import (
     DestinationSettings,
     JiraSettings,
+    RedmineSettings,
     ServiceNowSettings,
     WebhookSettings,
     ZendeskSettings,
@@ -12,6 +13,7 @@ from ticketbridge.config.model import (
 from ticketbridge.destinations.base import Destination
 from ticketbridge.destinations.http import OnRequest, ReadRetry
 from ticketbridge.destinations.jira import JiraDestination
+from ticketbridge.destinations.redmine import RedmineDestination
 from ticketbridge.destinations.servicenow import ServiceNowDestination
 from ticketbridge.destinations.webhook import WebhookDestination
 from ticketbridge.destinations.zendesk import ZendeskDestination
@@ -20,6 +22,7 @@ __all__ = [
     "JiraDestination",
     "OnRequest",
     "ReadRetry",
+    "RedmineDestination",
     "ServiceNowDestination",
     "WebhookDestination",
     "ZendeskDestination",
@@ -54,6 +57,10 @@ def build_destination(
             )
         case ZendeskSettings():
             return ZendeskDestination(
+                name, settings, on_request=on_request, read_retry=read_retry
+            )
+        case RedmineSettings():
+            return RedmineDestination(
                 name, settings, on_request=on_request, read_retry=read_retry
             )
     raise ValueError(f"{name}: unknown destination type {settings.type!r}")
