@@ -6,6 +6,7 @@ from ticketbridge.config.model import (
     DestinationSettings,
     JiraSettings,
     RedmineSettings,
+    RequestTrackerSettings,
     ServiceNowSettings,
     WebhookSettings,
     ZendeskSettings,
@@ -14,6 +15,7 @@ from ticketbridge.destinations.base import Destination
 from ticketbridge.destinations.http import OnRequest, ReadRetry
 from ticketbridge.destinations.jira import JiraDestination
 from ticketbridge.destinations.redmine import RedmineDestination
+from ticketbridge.destinations.request_tracker import RequestTrackerDestination
 from ticketbridge.destinations.servicenow import ServiceNowDestination
 from ticketbridge.destinations.webhook import WebhookDestination
 from ticketbridge.destinations.zendesk import ZendeskDestination
@@ -23,6 +25,7 @@ __all__ = [
     "OnRequest",
     "ReadRetry",
     "RedmineDestination",
+    "RequestTrackerDestination",
     "ServiceNowDestination",
     "WebhookDestination",
     "ZendeskDestination",
@@ -61,6 +64,10 @@ def build_destination(
             )
         case RedmineSettings():
             return RedmineDestination(
+                name, settings, on_request=on_request, read_retry=read_retry
+            )
+        case RequestTrackerSettings():
+            return RequestTrackerDestination(
                 name, settings, on_request=on_request, read_retry=read_retry
             )
     raise ValueError(f"{name}: unknown destination type {settings.type!r}")
