@@ -222,7 +222,8 @@ def _values(ticket: dict[str, Any], field: str) -> list[str]:
     """The values of custom field `field` in a REST2 ticket record.
 
     REST2 lists custom fields as objects with `name` and `values`; a mapping
-    of name to values is accepted too.
+    of name to values is accepted too. TODO(rt-real): both shapes come from
+    RT's documentation; check them against a real RT 5 once its test exists.
     """
     fields = ticket.get("CustomFields")
     found: Any = None
