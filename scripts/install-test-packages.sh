@@ -1,54 +1,103 @@
 #!/usr/bin/env bash
 # Installs the real systems that the realsystem tests start on loopback.
 # Quick and silent when everything is already there; needs root otherwise.
+# Each system has its own section that adds to `packages` when it is missing.
 set -euo pipefail
 
-packages=(nagios4-core monitoring-plugins-basic)
+packages=()
+after_install=()
 
-if command -v nagios4 > /dev/null 2>&1 && getent passwd nagios > /dev/null; then
+# --- Nagios 4 -----------------------------------------------------------------
+if ! { command -v nagios4 > /dev/null 2>&1 && getent passwd nagios > /dev/null; }; then
+  packages+=(nagios4-core monitoring-plugins-basic)
+  # nagios4-common needs a mailer. Without any MTA apt would choose exim4, a
+  # listening daemon; dma is a small one that only delivers locally.
+  if [ ! -e /usr/sbin/sendmail ] && ! dpkg-query -W -f '${Status}' dma 2> /dev/null \
+    | grep -q 'ok installed'; then
+    packages+=(dma)
+  fi
+fi
+
+# --- Redmine 5 (SQLite) -------------------------------------------------------
+# The tests run Redmine as a plain process from /usr/share/redmine with their
+# own database; the package's own SQLite instance is only what its postinst
+# needs to finish. WEBrick is the server the tests start.
+redmine_installed() {
+  dpkg-query -W -f '${Status}\n' redmine redmine-sqlite ruby-webrick 2> /dev/null \
+    | grep -c 'ok installed' | grep -qx 3
+}
+redmine_webrick_in_bundle() {
+  grep -qs '^gem "webrick"' /usr/share/redmine/Gemfile.local
+}
+install_redmine_extras() {
+  # Rails only serves with WEBrick when the bundle names it.
+  if ! redmine_webrick_in_bundle; then
+    echo 'gem "webrick"' >> /usr/share/redmine/Gemfile.local
+    (cd /usr/share/redmine && bundle install --local --quiet)
+  fi
+}
+if ! redmine_installed; then
+  packages+=(redmine redmine-sqlite ruby-webrick)
+  # dbconfig-common must not ask; SQLite needs no database server.
+  debconf_redmine=$'redmine redmine/instances/default/dbconfig-install boolean true\n'
+  debconf_redmine+=$'redmine redmine/instances/default/database-type select sqlite3'
+  after_install+=(install_redmine_extras)
+elif ! redmine_webrick_in_bundle; then
+  after_install+=(install_redmine_extras)
+fi
+
+# --- install what is missing --------------------------------------------------
+if [ "${#packages[@]}" -eq 0 ] && [ "${#after_install[@]}" -eq 0 ]; then
   exit 0
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "install-test-packages: nagios4 is missing and installing it needs root" >&2
+  echo "install-test-packages: ${packages[*]} ${after_install[*]} missing;" \
+    "installing needs root" >&2
   exit 1
 fi
 
-# nagios4-common needs a mailer. Without any MTA apt would choose exim4, a
-# listening daemon; dma is a small one that only delivers locally.
-if [ ! -e /usr/sbin/sendmail ] && ! dpkg-query -W -f '${Status}' dma 2> /dev/null \
-  | grep -q 'ok installed'; then
-  packages+=(dma)
-fi
-
-# Package scripts must not start daemons (they would bind to every address):
-# policy-rc.d exiting 101 forbids it. Put one in place only for this install.
-policy=/usr/sbin/policy-rc.d
-saved_policy=""
-if [ -e "$policy" ]; then
-  saved_policy="$(mktemp)"
-  cp -p "$policy" "$saved_policy"
-fi
-restore_policy() {
-  if [ -n "$saved_policy" ]; then
-    mv -f "$saved_policy" "$policy"
-  else
-    rm -f "$policy"
+if [ "${#packages[@]}" -gt 0 ]; then
+  # Package scripts must not start daemons (they would bind to every address):
+  # policy-rc.d exiting 101 forbids it. Put one in place only for this install.
+  policy=/usr/sbin/policy-rc.d
+  saved_policy=""
+  if [ -e "$policy" ]; then
+    saved_policy="$(mktemp)"
+    cp -p "$policy" "$saved_policy"
   fi
-}
-trap restore_policy EXIT
-printf '#!/bin/sh\nexit 101\n' > "$policy"
-chmod 0755 "$policy"
+  restore_policy() {
+    if [ -n "$saved_policy" ]; then
+      mv -f "$saved_policy" "$policy"
+    else
+      rm -f "$policy"
+    fi
+  }
+  trap restore_policy EXIT
+  printf '#!/bin/sh\nexit 101\n' > "$policy"
+  chmod 0755 "$policy"
 
-export DEBIAN_FRONTEND=noninteractive
+  export DEBIAN_FRONTEND=noninteractive
+  if [ -n "${debconf_redmine:-}" ]; then
+    echo "$debconf_redmine" | debconf-set-selections
+  fi
 
-# A fresh machine has no package lists yet; refresh only when apt cannot see
-# the package, so a second run does not touch the network.
-if ! apt-cache show nagios4-core > /dev/null 2>&1; then
-  apt-get update -q
+  # A fresh machine has no package lists yet; refresh only when apt cannot see
+  # the packages, so a second run does not touch the network.
+  if ! apt-cache show "${packages[@]}" > /dev/null 2>&1; then
+    apt-get update -q
+  fi
+
+  # Stale lists can name versions the mirror no longer has: refresh once, retry.
+  # Another install may hold the dpkg lock: wait for it rather than fail.
+  echo "install-test-packages: installing ${packages[*]}"
+  install() {
+    apt-get install -y -q --no-install-recommends \
+      -o DPkg::Lock::Timeout=600 "${packages[@]}"
+  }
+  install || { apt-get update -q && install; }
 fi
 
-# Stale lists can name versions the mirror no longer has: refresh once, retry.
-echo "install-test-packages: installing ${packages[*]}"
-install() { apt-get install -y -q --no-install-recommends "${packages[@]}"; }
-install || { apt-get update -q && install; }
+for step in "${after_install[@]}"; do
+  "$step"
+done

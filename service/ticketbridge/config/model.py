@@ -155,13 +155,62 @@ class WebhookSettings(HttpSettings):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
+class ZendeskSettings(HttpSettings):
+    type: Literal["zendesk"]
+    # With an email: an API token (basic "email/token:TOKEN"); without: OAuth.
+    email: str | None = None
+    token: SecretStr | None = None
+    ticket_type: Literal["problem", "incident", "question", "task"] = "incident"
+    priority: Literal["urgent", "high", "normal", "low"] | None = None
+    group_id: int | None = Field(None, ge=1)
+    tags: list[str] = Field(default_factory=lambda: ["ticketbridge"])
+
+
+class RedmineSettings(HttpSettings):
+    type: Literal["redmine"]
+    api_key: SecretStr | None = None
+    project: str = Field(min_length=1, description="project id or identifier")
+    tracker_id: int | None = Field(None, ge=1)
+    priority_id: int | None = Field(None, ge=1)
+    custom_field_id: int = Field(
+        ge=1, description="string custom field, 'used as a filter', for the marker"
+    )
+    resolved_status: str = Field("Resolved", min_length=1)
+    reopened_status: str = Field("New", min_length=1)
+
+
+class RequestTrackerSettings(HttpSettings):
+    type: Literal["request_tracker"]
+    token: SecretStr | None = None
+    queue: str = Field("General", min_length=1)
+    custom_field: str = Field(
+        "CorrelationKey", min_length=1, description="ticket custom field's name"
+    )
+    resolved_status: str = Field("resolved", min_length=1)
+    reopened_status: str = Field("open", min_length=1)
+    requestor: str | None = None
+
+
 DestinationSettings = Annotated[
-    JiraSettings | ServiceNowSettings | WebhookSettings, Field(discriminator="type")
+    JiraSettings
+    | ServiceNowSettings
+    | WebhookSettings
+    | ZendeskSettings
+    | RedmineSettings
+    | RequestTrackerSettings,
+    Field(discriminator="type"),
 ]
 
 # Secret fields per destination type, filled from the environment or the
 # credentials directory when not written inline.
-SECRET_FIELDS = {"jira": ("token",), "servicenow": ("password",), "webhook": ("token",)}
+SECRET_FIELDS = {
+    "jira": ("token",),
+    "servicenow": ("password",),
+    "webhook": ("token",),
+    "zendesk": ("token",),
+    "redmine": ("api_key",),
+    "request_tracker": ("token",),
+}
 
 
 class SpoolSource(Strict):

@@ -5,21 +5,30 @@ from __future__ import annotations
 from ticketbridge.config.model import (
     DestinationSettings,
     JiraSettings,
+    RedmineSettings,
+    RequestTrackerSettings,
     ServiceNowSettings,
     WebhookSettings,
+    ZendeskSettings,
 )
 from ticketbridge.destinations.base import Destination
 from ticketbridge.destinations.http import OnRequest, ReadRetry
 from ticketbridge.destinations.jira import JiraDestination
+from ticketbridge.destinations.redmine import RedmineDestination
+from ticketbridge.destinations.request_tracker import RequestTrackerDestination
 from ticketbridge.destinations.servicenow import ServiceNowDestination
 from ticketbridge.destinations.webhook import WebhookDestination
+from ticketbridge.destinations.zendesk import ZendeskDestination
 
 __all__ = [
     "JiraDestination",
     "OnRequest",
     "ReadRetry",
+    "RedmineDestination",
+    "RequestTrackerDestination",
     "ServiceNowDestination",
     "WebhookDestination",
+    "ZendeskDestination",
     "build_destination",
 ]
 
@@ -47,6 +56,18 @@ def build_destination(
             )
         case WebhookSettings():
             return WebhookDestination(
+                name, settings, on_request=on_request, read_retry=read_retry
+            )
+        case ZendeskSettings():
+            return ZendeskDestination(
+                name, settings, on_request=on_request, read_retry=read_retry
+            )
+        case RedmineSettings():
+            return RedmineDestination(
+                name, settings, on_request=on_request, read_retry=read_retry
+            )
+        case RequestTrackerSettings():
+            return RequestTrackerDestination(
                 name, settings, on_request=on_request, read_retry=read_retry
             )
     raise ValueError(f"{name}: unknown destination type {settings.type!r}")

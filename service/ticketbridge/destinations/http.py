@@ -464,8 +464,9 @@ def _seconds_until(text: str, now: datetime) -> float | None:
 def error_detail(text: str) -> str:
     """The human part of an error body, for the error message.
 
-    Knows Jira's ErrorCollection, ServiceNow's error object and the usual
-    `error`/`message`/`errors` shapes; anything else is shown as a snippet.
+    Knows Jira's ErrorCollection, ServiceNow's error object, Zendesk's
+    validation details and the usual `error`/`message`/`errors` shapes;
+    anything else is shown as a snippet.
     """
     try:
         body = json.loads(text)
@@ -491,10 +492,24 @@ def error_detail(text: str) -> str:
         parts.append(error)
         if isinstance(body.get("description"), str):
             parts.append(body["description"])
+        parts += _zendesk_details(body.get("details"))
     if isinstance(body.get("message"), str):
         parts.append(body["message"])
 
     return _cut("; ".join(parts), MAX_DETAIL) if parts else _snippet(text)
+
+
+def _zendesk_details(details: Any) -> list[str]:
+    """Zendesk's per-field validation messages: {field: [{description}]}."""
+    if not isinstance(details, dict):
+        return []
+    parts = []
+    for name, problems in details.items():
+        for problem in problems if isinstance(problems, list) else [problems]:
+            text = problem.get("description") if isinstance(problem, dict) else problem
+            if text:
+                parts.append(f"{name}: {text}")
+    return parts
 
 
 def _is_html(text: str) -> bool:

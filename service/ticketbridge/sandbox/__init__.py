@@ -1,4 +1,5 @@
-"""A small stateful ticketing server that speaks Jira, ServiceNow and webhooks.
+"""A small stateful ticketing server that speaks Jira, ServiceNow, Zendesk
+and webhooks.
 
 Integration tests and partners point ticketbridge at it instead of a real
 system. It keeps everything in memory, lists what it holds for humans and for

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from ticketbridge.sandbox import control, faults, jira, servicenow, webhook
+from ticketbridge.sandbox import control, faults, jira, servicenow, webhook, zendesk
 from ticketbridge.sandbox.faults import FAULTS, FaultScript, Handler
 from ticketbridge.sandbox.settings import SETTINGS, SandboxSettings
 from ticketbridge.sandbox.store import STORE, RequestEntry, Store, now
@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 TOKEN_ENV = "TICKETBRIDGE_SANDBOX_TOKEN"
 _JIRA_PREFIX = "/rest/api/"
 _SERVICENOW_PREFIX = "/api/now/"
+_ZENDESK_PREFIX = "/api/v2/"
 
 
 def build_app(settings: SandboxSettings | None = None) -> web.Application:
@@ -40,7 +41,7 @@ def build_app(settings: SandboxSettings | None = None) -> web.Application:
     app[SETTINGS] = settings or SandboxSettings()
     app[STORE] = Store()
     app[FAULTS] = FaultScript()
-    for module in (jira, servicenow, webhook, faults, control):
+    for module in (jira, servicenow, zendesk, webhook, faults, control):
         app.add_routes(module.routes())
     return app
 
@@ -122,7 +123,8 @@ def main_sandbox(argv: Sequence[str] | None = None) -> int:
     """Command-line entry: parse options, serve, return the exit code."""
     parser = argparse.ArgumentParser(
         prog="ticketbridge sandbox",
-        description="Serve a local imitation of Jira, ServiceNow and webhooks.",
+        description="Serve a local imitation of Jira, ServiceNow, Zendesk and "
+        "webhooks.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address")
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
@@ -176,7 +178,7 @@ async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     path = request.path
-    if not path.startswith((_JIRA_PREFIX, _SERVICENOW_PREFIX)):
+    if not path.startswith((_JIRA_PREFIX, _SERVICENOW_PREFIX, _ZENDESK_PREFIX)):
         return await handler(request)
     token = request.app[SETTINGS].token
     if _authorised(request.headers.get("Authorization", ""), token):
@@ -184,6 +186,8 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if path.startswith(_JIRA_PREFIX):
         message = "Client must be authenticated to access this resource."
         return jira.error(401, [message])
+    if path.startswith(_ZENDESK_PREFIX):
+        return zendesk.unauthorised()
     detail = "Required to provide Auth information"
     return servicenow.error(401, "User Not Authenticated", detail)
 

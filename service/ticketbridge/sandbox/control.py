@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ticketbridge.sandbox import jira_rules, servicenow
+from ticketbridge.sandbox import jira_rules, servicenow, zendesk
 from ticketbridge.sandbox.faults import FAULTS
 from ticketbridge.sandbox.store import (
     STORE,
@@ -20,6 +20,7 @@ from ticketbridge.sandbox.store import (
     JiraIssue,
     Store,
     WebhookRecord,
+    ZendeskTicket,
     iso,
 )
 
@@ -95,6 +96,7 @@ def ticket_rows(store: Store) -> list[dict[str, Any]]:
     """All tickets of all systems in one shape, oldest first."""
     rows = [_jira_row(i) for i in store.jira.values()]
     rows += [_incident_row(i) for i in store.incidents.values()]
+    rows += [_zendesk_row(t) for t in store.zendesk.values()]
     rows += [_webhook_row(r) for r in store.webhooks.values()]
     return sorted(rows, key=lambda r: str(r["created"]))
 
@@ -130,6 +132,22 @@ def _incident_row(incident: Incident) -> dict[str, Any]:
         "correlation_id": values["correlation_id"],
         "comments": len(incident.journal),
         "created": iso(incident.created),
+    }
+
+
+def _zendesk_row(ticket: ZendeskTicket) -> dict[str, Any]:
+    return {
+        "system": "zendesk",
+        "id": str(ticket.id),
+        "key": str(ticket.id),
+        "summary": ticket.subject,
+        "status": ticket.status,
+        "open": ticket.status not in zendesk.CLOSED,
+        "marker": ticket.external_id or "",
+        "labels": [],
+        "correlation_id": None,
+        "comments": len(ticket.comments),
+        "created": iso(ticket.created),
     }
 
 

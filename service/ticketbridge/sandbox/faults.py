@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ticketbridge.sandbox import jira, servicenow
+from ticketbridge.sandbox import jira, servicenow, zendesk
 
 _RESPONSE_KEYS = {"status", "headers", "body", "delay", "reset", "html"}
 _LOGIN_PAGE = (
@@ -196,6 +196,8 @@ def _scripted_error(path: str, fault: Scripted) -> web.Response:
         response = jira.error(status, [_reason(status)])
     elif path.startswith("/api/now/"):
         response = servicenow.error(status, *_servicenow_reason(status))
+    elif path.startswith("/api/v2/"):
+        response = zendesk.scripted_error(status)
     else:
         response = web.json_response({"error": _reason(status)}, status=status)
     response.headers.update(fault.headers)

@@ -66,6 +66,29 @@ class Incident:
 
 
 @dataclass
+class ZendeskComment:
+    body: str
+    public: bool
+    created: datetime = field(default_factory=now)
+
+
+@dataclass
+class ZendeskTicket:
+    id: int
+    subject: str
+    description: str
+    created: datetime
+    external_id: str | None = None
+    status: str = "new"
+    priority: str | None = None
+    type: str | None = None
+    tags: list[str] = field(default_factory=list)
+    group_id: int | None = None
+    comments: list[ZendeskComment] = field(default_factory=list)
+    updated: datetime = field(default_factory=now)
+
+
+@dataclass
 class WebhookRecord:
     id: str
     name: str
@@ -113,6 +136,7 @@ class Store:
         self.jira: dict[str, JiraIssue] = {}
         self.incidents: dict[str, Incident] = {}
         self.webhooks: dict[str, WebhookRecord] = {}
+        self.zendesk: dict[int, ZendeskTicket] = {}
         self.requests: list[RequestEntry] = []
         self._jira_ids = itertools.count(10000)
         self._jira_numbers: defaultdict[str, itertools.count[int]] = defaultdict(
@@ -121,6 +145,7 @@ class Store:
         self._comment_ids = itertools.count(10000)
         self._incident_numbers = itertools.count(10001)
         self._webhook_ids = itertools.count(1)
+        self._zendesk_ids = itertools.count(1)
 
     def next_jira_id(self, project: str) -> tuple[str, str]:
         """A new (id, key) pair, keys numbered per project like Jira does."""
@@ -136,6 +161,9 @@ class Store:
 
     def next_webhook_id(self) -> str:
         return f"wh-{next(self._webhook_ids)}"
+
+    def next_zendesk_id(self) -> int:
+        return next(self._zendesk_ids)
 
     def find_jira(self, id_or_key: str) -> JiraIssue | None:
         issue = self.jira.get(id_or_key)
