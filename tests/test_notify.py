@@ -151,11 +151,18 @@ def test_acknowledgement_keeps_author_and_comment(
 
 
 @pytest.mark.parametrize(
-    "notification_type",
-    ["FLAPPINGSTART", "FLAPPINGSTOP", "DOWNTIMESTART", "DOWNTIMECANCELLED", "CUSTOM"],
+    ("notification_type", "kind"),
+    [
+        ("FLAPPINGSTART", "flapping"),
+        ("FLAPPINGSTOP", "flapping"),
+        ("DOWNTIMESTART", "downtime"),
+        ("DOWNTIMEEND", "downtime"),
+        ("DOWNTIMECANCELLED", "downtime"),
+        ("CUSTOM", "update"),
+    ],
 )
-def test_other_notification_types_become_updates(
-    notification_type: str, spool: Path, monkeypatch: pytest.MonkeyPatch
+def test_other_notification_types_keep_a_comment_kind(
+    notification_type: str, kind: str, spool: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     set_env(monkeypatch, SERVICE_PROBLEM)
     monkeypatch.setenv("NAGIOS_NOTIFICATIONTYPE", notification_type)
@@ -163,7 +170,7 @@ def test_other_notification_types_become_updates(
     assert notify(spool) == 0
 
     [data] = spooled(spool)
-    assert data["kind"] == "update"
+    assert data["kind"] == kind
     assert data["notification_type"] == notification_type
 
 

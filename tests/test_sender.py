@@ -1,6 +1,7 @@
 """The sender's rules, against an in-memory destination (no HTTP here)."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,10 +29,14 @@ class Bench:
         )
         self.ledger = ledger
         self.fake = fake
+        self.minutes = 0
         self.sender = Sender("jira", fake, settings, ledger, Metrics(), threshold)
 
-    async def add(self, event_id: str, kind: str = "problem") -> int:
-        event = make_event(id=event_id, kind=kind)
+    async def add(self, event_id: str, kind: str = "problem", **fields: Any) -> int:
+        """Ingest one event; each gets a later time unless `occurred_at` is given."""
+        self.minutes += 1
+        fields.setdefault("occurred_at", f"2026-12-01T10:{self.minutes:02d}:00Z")
+        event = make_event(id=event_id, kind=kind, **fields)
         item = Routed(event, KEY, "all", ["jira"], correlation_marker(event))
         await self.ledger.ingest("nagios", [item], None)
         rows = await self.ledger.rows(
@@ -78,7 +83,9 @@ async def test_recovery_without_open_ticket_is_skipped_with_reason(
 ) -> None:
     delivery = await bench.add("r1", "recovery")
     assert await bench.run(delivery) == "skipped"
-    assert (await bench.ledger.delivery(delivery)).last_error == "no open ticket"
+    assert (await bench.ledger.delivery(delivery)).last_error == (
+        "recovery without a known problem"
+    )
     assert bench.fake.calls == []
 
 

@@ -14,6 +14,8 @@ class EventKind(enum.StrEnum):
     PROBLEM = "problem"
     RECOVERY = "recovery"
     ACKNOWLEDGEMENT = "acknowledgement"
+    FLAPPING = "flapping"
+    DOWNTIME = "downtime"
     UPDATE = "update"
 
 
@@ -21,7 +23,8 @@ class InvalidEvent(ValueError):
     """A source record that cannot become an event; the message names the field."""
 
 
-# Nagios notification types that are not a state change become comments.
+# Nagios notification types that are not a state change become comments;
+# flapping and downtime keep a kind of their own so a route can ignore them.
 KIND_ALIASES = {
     "problem": EventKind.PROBLEM,
     "recovery": EventKind.RECOVERY,
@@ -32,12 +35,14 @@ KIND_ALIASES = {
     "ack": EventKind.ACKNOWLEDGEMENT,
     "update": EventKind.UPDATE,
     "custom": EventKind.UPDATE,
-    "flappingstart": EventKind.UPDATE,
-    "flappingstop": EventKind.UPDATE,
-    "flappingdisabled": EventKind.UPDATE,
-    "downtimestart": EventKind.UPDATE,
-    "downtimeend": EventKind.UPDATE,
-    "downtimecancelled": EventKind.UPDATE,
+    "flapping": EventKind.FLAPPING,
+    "flappingstart": EventKind.FLAPPING,
+    "flappingstop": EventKind.FLAPPING,
+    "flappingdisabled": EventKind.FLAPPING,
+    "downtime": EventKind.DOWNTIME,
+    "downtimestart": EventKind.DOWNTIME,
+    "downtimeend": EventKind.DOWNTIME,
+    "downtimecancelled": EventKind.DOWNTIME,
 }
 
 # A whole value that is still a monitoring macro, e.g. "$HOSTNAME$" or "{HOST.NAME}".

@@ -44,13 +44,15 @@ EXIT_INVALID = 2
 # Icinga 1 exports the same macros under its own prefix.
 ENV_PREFIXES = ("NAGIOS_", "ICINGA_")
 
-# Notification types that are not a state change become updates (comments).
+# Notification types that are not a state change become comments; flapping
+# and downtime keep their own kind so that a route can choose to ignore them.
 STATE_KINDS = {
     "PROBLEM": "problem",
     "RECOVERY": "recovery",
     "ACKNOWLEDGEMENT": "acknowledgement",
+    "CUSTOM": "update",
 }
-UPDATE_PREFIXES = ("FLAPPING", "DOWNTIME", "CUSTOM")
+PREFIX_KINDS = (("FLAPPING", "flapping"), ("DOWNTIME", "downtime"))
 
 FILE_MODE = 0o640
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -247,8 +249,9 @@ def _kind(notification_type: str) -> str:
         return ""
     if notification_type in STATE_KINDS:
         return STATE_KINDS[notification_type]
-    if notification_type.startswith(UPDATE_PREFIXES):
-        return "update"
+    for prefix, kind in PREFIX_KINDS:
+        if notification_type.startswith(prefix):
+            return kind
     raise NotifyError(
         f"NAGIOS_NOTIFICATIONTYPE: unknown notification type {notification_type!r}"
     )
