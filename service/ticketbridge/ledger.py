@@ -717,6 +717,27 @@ class Ledger:
                     )
         return stats
 
+    async def latest_tickets(
+        self, destinations: Sequence[str]
+    ) -> list[tuple[str, str, lifecycle.Ticket]]:
+        """(destination, incident, newest ticket) for each incident there."""
+        marks = ",".join("?" for _ in destinations) or "''"
+        async with self._db.execute(
+            f"SELECT {TICKET_COLUMNS}, destination, incident_key FROM tickets t "
+            f"WHERE destination IN ({marks}) AND id = (SELECT MAX(id) FROM "
+            "tickets u WHERE u.destination = t.destination "
+            "AND u.incident_key = t.incident_key) ORDER BY incident_key",
+            tuple(destinations),
+        ) as cursor:
+            return [
+                (
+                    str(row["destination"]),
+                    str(row["incident_key"]),
+                    ticket_from_row(row),
+                )
+                async for row in cursor
+            ]
+
     async def rows(
         self, query: str, params: Sequence[Any] = ()
     ) -> list[dict[str, Any]]:
