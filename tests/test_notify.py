@@ -226,6 +226,20 @@ def test_same_notification_twice_gives_the_same_event_id(
     assert next_one != first
 
 
+def test_one_notification_to_several_contacts_gives_one_event_id(
+    spool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BC-06: Nagios runs notify once per contact; the copies are one event."""
+    set_env(monkeypatch, SERVICE_PROBLEM)
+    for second, contact in (("1764855000", "admins"), ("1764855001", "oncall")):
+        monkeypatch.setenv("NAGIOS_CONTACTNAME", contact)
+        monkeypatch.setenv("NAGIOS_TIMET", second)
+        assert notify(spool) == 0
+
+    first, second_copy = (data["id"] for data in spooled(spool))
+    assert first == second_copy
+
+
 def test_file_names_sort_in_the_order_they_were_written(
     spool: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

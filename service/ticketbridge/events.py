@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import enum
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class EventKind(enum.StrEnum):
@@ -47,6 +50,8 @@ KIND_ALIASES = {
 
 # A whole value that is still a monitoring macro, e.g. "$HOSTNAME$" or "{HOST.NAME}".
 UNEXPANDED_MACRO = re.compile(r"^(\$[A-Z0-9_]+\$|\{[A-Z0-9_.]+\})$")
+# Such a macro anywhere in a value, e.g. "{EVENT.DATE} {EVENT.TIME}" (BC-20).
+MACRO_TOKEN = re.compile(r"\$[A-Z][A-Z0-9_]*\$|\{[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+\}")
 
 MAX_TEXT = 100_000
 
@@ -169,10 +174,23 @@ def event_from_mapping(source: str, data: Mapping[str, Any]) -> Event:
     kind = parse_kind(data.get("kind"))
     host = clean_text("host", data.get("host"), required=True)
     check = clean_text("check", data.get("check"))
-    if UNEXPANDED_MACRO.match(check.strip()):
-        raise InvalidEvent(f"check: unexpanded monitoring macro {check.strip()!r}")
+    # Host and check make the incident key: a macro there would merge
+    # unrelated incidents into one ticket, so the event is refused (BC-20).
+    for name, value in (("host", host), ("check", check)):
+        token = MACRO_TOKEN.search(value)
+        if token is not None:
+            raise InvalidEvent(
+                f"{name}: unexpanded monitoring macro {token.group(0)!r}"
+            )
 
     occurred = data.get("occurred_at")
+    if isinstance(occurred, str) and MACRO_TOKEN.search(occurred):
+        # An optional field never drops the event: it is stamped on receipt.
+        log.warning(
+            "occurred_at holds an unexpanded macro, using the time received",
+            extra={"event": f"{source}:{source_event_id}", "value": occurred[:60]},
+        )
+        occurred = None
     occurred_at = datetime.now(UTC) if occurred in (None, "") else parse_time(occurred)
 
     return Event(

@@ -56,7 +56,9 @@ async def jira2(api: FakeApi, sleeps: Sleeps) -> AsyncIterator[JiraDestination]:
     await client.close()
 
 
-def make_jira(api: FakeApi, version: int, sleeps: Sleeps) -> JiraDestination:
+def make_jira(
+    api: FakeApi, version: int, sleeps: Sleeps, **changes: Any
+) -> JiraDestination:
     settings = JiraSettings(
         type="jira",
         url=api.url,
@@ -65,6 +67,7 @@ def make_jira(api: FakeApi, version: int, sleeps: Sleeps) -> JiraDestination:
         token=TOKEN,
         api_version=version,  # type: ignore[arg-type]
         timeout=0.5,
+        **changes,
     )
     return JiraDestination("jira", settings, read_retry=fast_retry(sleeps))
 
@@ -602,6 +605,51 @@ async def test_get_is_retried_after_a_503(
     api.on("GET", f"{V3}/issue/10001", Answer(503), issue([MARKER], "new"))
     assert (await jira.get(ISSUE, MARKER)).marker_present
     assert len(sleeps.waits) == 1
+
+
+async def test_cloud_assignee_is_sent_as_an_account_id(
+    api: FakeApi, sleeps: Sleeps
+) -> None:
+    """BC-15: Jira Cloud identifies users by accountId only."""
+    client = make_jira(api, 3, sleeps, assignee_account_id="acct-placeholder-0001")
+    created(api)
+    await client.create(make_event(), MARKER)
+    await client.close()
+    [request] = api.seen
+    assert request.json["fields"]["assignee"] == {"accountId": "acct-placeholder-0001"}
+
+
+def test_cloud_assignee_by_name_is_refused_at_config_load() -> None:
+    """BC-15: a name-only assignee cannot work on Cloud; say what to set."""
+    with pytest.raises(ValueError, match="set assignee_account_id"):
+        JiraSettings(
+            type="jira",
+            url="http://127.0.0.1:9/",
+            project="OPS",
+            email="a@b",
+            token="t",
+            assignee="jdoe",
+        )
+
+
+async def test_refused_assignee_still_creates_the_ticket_unassigned(
+    api: FakeApi, sleeps: Sleeps
+) -> None:
+    """BC-15: the assignment failing must not lose the ticket."""
+    client = make_jira(api, 3, sleeps, assignee_account_id="acct-gone")
+    refusal = {
+        "errorMessages": [],
+        "errors": {"assignee": "User 'acct-gone' does not exist."},
+    }
+    api.on(
+        "POST",
+        f"{V3}/issue",
+        Answer(400, refusal),
+        Answer(201, {"id": "10001", "key": "OPS-7"}),
+    )
+    assert await client.create(make_event(), MARKER) == ISSUE
+    await client.close()
+    assert "assignee" not in api.seen[1].json["fields"]
 
 
 async def test_get_reports_the_resolution_of_a_done_issue(

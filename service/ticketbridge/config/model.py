@@ -60,11 +60,22 @@ class JiraSettings(HttpSettings):
         "Reopen", description="transition (or target status) that reopens an issue"
     )
     label_prefix: str = "tb"
+    # Jira Cloud knows users only by accountId (GDPR strict mode); a user name
+    # is for Data Center only.
+    assignee_account_id: str | None = Field(None, min_length=1)
+    assignee: str | None = Field(None, min_length=1, description="Data Center only")
 
     @model_validator(mode="after")
     def _auth_matches_version(self) -> JiraSettings:
         if self.api_version == 3 and not self.email:
             raise ValueError("email is required for api_version 3 (Jira Cloud)")
+        if self.api_version == 3 and self.assignee:
+            raise ValueError(
+                "assignee: Jira Cloud (api_version 3) accepts only an accountId; "
+                "set assignee_account_id instead"
+            )
+        if self.assignee and self.assignee_account_id:
+            raise ValueError("give assignee or assignee_account_id, not both")
         return self
 
 

@@ -75,9 +75,23 @@ class JiraDestination:
         """
         fields = self.preview(event, marker)
 
-        reply = await self._http.request(
-            "create", "POST", f"{self._api}/issue", json={"fields": fields}
-        )
+        try:
+            reply = await self._http.request(
+                "create", "POST", f"{self._api}/issue", json={"fields": fields}
+            )
+        except PermanentError as exc:
+            if "assignee" not in fields or not _about_assignee(exc):
+                raise
+            # The ticket matters more than who it is assigned to (BC-15).
+            log.error(
+                "assignee refused, creating the ticket unassigned: %s",
+                exc,
+                extra={"destination": self.name, "marker": marker},
+            )
+            fields.pop("assignee")
+            reply = await self._http.request(
+                "create", "POST", f"{self._api}/issue", json={"fields": fields}
+            )
 
         try:
             ref = TicketRef(_id(reply.body, "id"), _id(reply.body, "key"))
@@ -90,13 +104,18 @@ class JiraDestination:
         """The fields of the create request, for `create` and shadow mode."""
         check_marker(marker)
         text = render_text(event)
-        return {
+        fields: dict[str, Any] = {
             "project": {"key": self.settings.project},
             "issuetype": {"name": self.settings.issue_type},
             "summary": truncate(text.title, SUMMARY_LIMIT),
             "description": self._text(truncate(text.body, DESCRIPTION_LIMIT)),
             "labels": [marker],
         }
+        if self.settings.assignee_account_id:
+            fields["assignee"] = {"accountId": self.settings.assignee_account_id}
+        elif self.settings.assignee:
+            fields["assignee"] = {"name": self.settings.assignee}
+        return fields
 
     async def note(self, ticket: TicketRef, text: str) -> None:
         """Add a plain-text comment."""
@@ -382,6 +401,12 @@ def _quote_jql(value: str) -> str:
 def _category(status: dict[str, Any]) -> str:
     category = status.get("statusCategory")
     return str(category.get("key", "")) if isinstance(category, dict) else ""
+
+
+def _about_assignee(exc: PermanentError) -> bool:
+    """A 400 whose message names the assignee (or Cloud's accountId rule)."""
+    text = str(exc)
+    return exc.status == 400 and ("assignee" in text or "accountId" in text)
 
 
 def _labels(issue: Any) -> list[Any]:
