@@ -240,7 +240,10 @@ class Sender:
         except TicketNotFound:
             view = TicketView(plan.ticket, False, False, "deleted")
         except (TransientError, PermanentError) as exc:
-            await self._failed(delivery, plan.operation, exc, started, transient=True)
+            transient = isinstance(exc, TransientError)
+            await self._failed(
+                delivery, plan.operation, exc, started, transient=transient
+            )
             return True
         if view.is_open:
             return False
