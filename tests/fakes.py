@@ -20,11 +20,14 @@ class FakeTicket:
     marker: str
     open: bool = True
     comments: list[str] = field(default_factory=list)
+    status: str = "Open"
+    resolution: str = ""
 
 
 class FakeDestination:
     """Keeps tickets in a dict; `failures[op]` is a list of errors raised in turn.
 
+    `resolution` is what a resolve sets (Jira's resolution field).
     `lose_create_response` makes the next create succeed and then raise, as a
     timeout after the server acted would. `drop_marker` stores tickets without
     their marker, as a misconfigured Jira screen does.
@@ -38,6 +41,7 @@ class FakeDestination:
         self.lose_create_response: DestinationError | None = None
         self.drop_marker = False
         self.ignore_resolve = False
+        self.resolution = "Done"
         self._ids = itertools.count(1)
 
     def _maybe_fail(self, operation: str) -> None:
@@ -64,7 +68,27 @@ class FakeDestination:
     async def resolve(self, ticket: TicketRef, event: Event) -> None:
         self._maybe_fail("resolve")
         if not self.ignore_resolve:
-            self.tickets[ticket.id].open = False
+            self.close_by_hand(ticket.id, "Done", self.resolution)
+        self.tickets[ticket.id].comments.append(event.summary)
+
+    async def reopen(self, ticket: TicketRef, event: Event) -> None:
+        self._maybe_fail("reopen")
+        stored = self.tickets[ticket.id]
+        stored.open, stored.status, stored.resolution = True, "Open", ""
+        stored.comments.append(event.summary)
+
+    async def note(self, ticket: TicketRef, text: str) -> None:
+        self._maybe_fail("note")
+        self.tickets[ticket.id].comments.append(text)
+
+    async def preview(self, event: Event, marker: str) -> dict[str, str]:
+        self.calls.append("preview")
+        return {"summary": event.summary, "label": marker}
+
+    def close_by_hand(self, ticket_id: str, status: str, resolution: str) -> None:
+        """What a person does in the ticket system's own interface."""
+        stored = self.tickets[ticket_id]
+        stored.open, stored.status, stored.resolution = False, status, resolution
 
     async def find(self, marker: str) -> TicketRef | None:
         self._maybe_fail("find")
@@ -82,8 +106,9 @@ class FakeDestination:
             ref=stored.ref,
             marker_present=stored.marker == marker,
             is_open=stored.open,
-            status="Open" if stored.open else "Done",
+            status=stored.status,
             comment_count=len(stored.comments),
+            resolution=stored.resolution,
         )
 
     async def close(self) -> None:

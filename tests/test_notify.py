@@ -151,11 +151,18 @@ def test_acknowledgement_keeps_author_and_comment(
 
 
 @pytest.mark.parametrize(
-    "notification_type",
-    ["FLAPPINGSTART", "FLAPPINGSTOP", "DOWNTIMESTART", "DOWNTIMECANCELLED", "CUSTOM"],
+    ("notification_type", "kind"),
+    [
+        ("FLAPPINGSTART", "flapping"),
+        ("FLAPPINGSTOP", "flapping"),
+        ("DOWNTIMESTART", "downtime"),
+        ("DOWNTIMEEND", "downtime"),
+        ("DOWNTIMECANCELLED", "downtime"),
+        ("CUSTOM", "update"),
+    ],
 )
-def test_other_notification_types_become_updates(
-    notification_type: str, spool: Path, monkeypatch: pytest.MonkeyPatch
+def test_other_notification_types_keep_a_comment_kind(
+    notification_type: str, kind: str, spool: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     set_env(monkeypatch, SERVICE_PROBLEM)
     monkeypatch.setenv("NAGIOS_NOTIFICATIONTYPE", notification_type)
@@ -163,7 +170,7 @@ def test_other_notification_types_become_updates(
     assert notify(spool) == 0
 
     [data] = spooled(spool)
-    assert data["kind"] == "update"
+    assert data["kind"] == kind
     assert data["notification_type"] == notification_type
 
 
@@ -217,6 +224,20 @@ def test_same_notification_twice_gives_the_same_event_id(
     first, retried, next_one = (data["id"] for data in spooled(spool))
     assert first == retried
     assert next_one != first
+
+
+def test_one_notification_to_several_contacts_gives_one_event_id(
+    spool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BC-06: Nagios runs notify once per contact; the copies are one event."""
+    set_env(monkeypatch, SERVICE_PROBLEM)
+    for second, contact in (("1764855000", "admins"), ("1764855001", "oncall")):
+        monkeypatch.setenv("NAGIOS_CONTACTNAME", contact)
+        monkeypatch.setenv("NAGIOS_TIMET", second)
+        assert notify(spool) == 0
+
+    first, second_copy = (data["id"] for data in spooled(spool))
+    assert first == second_copy
 
 
 def test_file_names_sort_in_the_order_they_were_written(

@@ -1,12 +1,13 @@
 """The sender's rules, against an in-memory destination (no HTTP here)."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.fakes import FakeDestination
+from tests.fakes import FakeDestination, FakeTicket
 from tests.helpers import make_event
-from ticketbridge.config.model import JiraSettings
+from ticketbridge.config.model import DEFAULT_LIFECYCLE, JiraSettings, Lifecycle
 from ticketbridge.destinations.base import PermanentError, TransientError
 from ticketbridge.ledger import Ledger, Routed
 from ticketbridge.metrics import Metrics
@@ -17,7 +18,13 @@ KEY = "nagios|web01|HTTP"
 
 
 class Bench:
-    def __init__(self, ledger: Ledger, fake: FakeDestination, threshold: int) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        fake: FakeDestination,
+        threshold: int,
+        rules: Lifecycle = DEFAULT_LIFECYCLE,
+    ) -> None:
         settings = JiraSettings(
             type="jira",
             url="http://127.0.0.1:9",
@@ -28,10 +35,23 @@ class Bench:
         )
         self.ledger = ledger
         self.fake = fake
-        self.sender = Sender("jira", fake, settings, ledger, Metrics(), threshold)
+        self.minutes = 0
+        self.rules = rules
+        self.sender = Sender(
+            "jira",
+            fake,
+            settings,
+            ledger,
+            Metrics(),
+            threshold,
+            rules=lambda route: self.rules,
+        )
 
-    async def add(self, event_id: str, kind: str = "problem") -> int:
-        event = make_event(id=event_id, kind=kind)
+    async def add(self, event_id: str, kind: str = "problem", **fields: Any) -> int:
+        """Ingest one event; each gets a later time unless `occurred_at` is given."""
+        self.minutes += 1
+        fields.setdefault("occurred_at", f"2026-12-01T10:{self.minutes:02d}:00Z")
+        event = make_event(id=event_id, kind=kind, **fields)
         item = Routed(event, KEY, "all", ["jira"], correlation_marker(event))
         await self.ledger.ingest("nagios", [item], None)
         rows = await self.ledger.rows(
@@ -78,7 +98,9 @@ async def test_recovery_without_open_ticket_is_skipped_with_reason(
 ) -> None:
     delivery = await bench.add("r1", "recovery")
     assert await bench.run(delivery) == "skipped"
-    assert (await bench.ledger.delivery(delivery)).last_error == "no open ticket"
+    assert (await bench.ledger.delivery(delivery)).last_error == (
+        "recovery without a known problem"
+    )
     assert bench.fake.calls == []
 
 
@@ -153,3 +175,173 @@ async def test_verification_failure_keeps_the_write_and_reads_again(
     assert await bench.run(delivery) == "sent"
     assert await bench.run(delivery) == "verified"
     assert bench.fake.creates() == 1
+
+
+# -- lifecycle rules ---------------------------------------------------------
+
+
+def only_ticket(bench: Bench) -> FakeTicket:
+    [ticket] = bench.fake.tickets.values()
+    return ticket
+
+
+async def reason(bench: Bench, delivery: int) -> str:
+    return str((await bench.ledger.delivery(delivery)).last_error)
+
+
+async def test_problem_within_reopen_window_reopens_the_resolved_ticket(
+    bench: Bench,
+) -> None:
+    bench.rules = Lifecycle(reopen_window=3600)
+    await bench.run(await bench.add("p1"))
+    await bench.run(await bench.add("r1", "recovery"))
+
+    assert await bench.run(await bench.add("p2")) == "verified"
+
+    assert bench.fake.creates() == 1
+    assert only_ticket(bench).open
+
+
+async def test_problem_after_reopen_window_opens_a_new_ticket(bench: Bench) -> None:
+    bench.rules = Lifecycle(reopen_window=60)
+    await bench.run(await bench.add("p1"))
+    await bench.run(await bench.add("r1", "recovery"))
+
+    # Ledger times are wall-clock: a problem an hour on is past the window.
+    assert await bench.run(await bench.add("p2", occurred_at="2030-01-01T00:00:00Z"))
+    assert bench.fake.creates() == 2
+
+
+async def test_wont_fix_resolution_gets_a_new_ticket_not_a_reopen(
+    bench: Bench,
+) -> None:
+    bench.rules = Lifecycle(reopen_window=3600)
+    bench.fake.resolution = "Won't Fix"
+    await bench.run(await bench.add("p1"))
+    await bench.run(await bench.add("r1", "recovery"))
+
+    assert await bench.run(await bench.add("p2")) == "verified"
+    assert bench.fake.creates() == 2
+    assert "reopen" not in bench.fake.calls
+
+
+async def test_resolve_records_when_and_how_the_ticket_was_resolved(
+    bench: Bench,
+) -> None:
+    await bench.run(await bench.add("p1"))
+    await bench.run(await bench.add("r1", "recovery"))
+    [row] = await bench.ledger.rows(
+        "SELECT state, resolved_at, resolution, closed_by FROM tickets"
+    )
+    assert (row["state"], row["resolution"], row["closed_by"]) == (
+        "resolved",
+        "Done",
+        "bridge",
+    )
+    assert row["resolved_at"] > 0
+
+
+async def test_repeat_problem_is_skipped_when_on_repeat_is_ignore(
+    bench: Bench,
+) -> None:
+    bench.rules = Lifecycle(on_repeat="ignore")
+    await bench.run(await bench.add("p1"))
+    delivery = await bench.add("p2")
+    assert await bench.run(delivery) == "skipped"
+    assert "on_repeat: ignore" in await reason(bench, delivery)
+    assert only_ticket(bench).comments == []
+
+
+async def test_recovery_only_comments_when_resolve_on_recovery_is_false(
+    bench: Bench,
+) -> None:
+    bench.rules = Lifecycle(resolve_on_recovery=False)
+    await bench.run(await bench.add("p1"))
+    assert await bench.run(await bench.add("r1", "recovery")) == "verified"
+    assert only_ticket(bench).open
+    assert "resolve" not in bench.fake.calls
+
+
+async def test_ticket_closed_by_a_person_is_commented_and_not_fought(
+    bench: Bench,
+) -> None:
+    await bench.run(await bench.add("p1"))
+    bench.fake.close_by_hand(only_ticket(bench).ref.id, "Closed", "Won't Do")
+
+    delivery = await bench.add("r1", "recovery")
+    assert await bench.run(delivery) == "skipped"
+
+    assert await reason(bench, delivery) == "closed by a person: status Closed"
+    assert "resolve" not in bench.fake.calls
+    assert only_ticket(bench).comments == ["HTTP 503"]
+    [row] = await bench.ledger.rows("SELECT state, closed_by, resolution FROM tickets")
+    assert dict(row) == {
+        "state": "resolved",
+        "closed_by": "person",
+        "resolution": "Won't Do",
+    }
+
+
+async def test_problem_after_a_person_closed_the_ticket_opens_a_new_one(
+    bench: Bench,
+) -> None:
+    bench.rules = Lifecycle(reopen_window=3600)
+    await bench.run(await bench.add("p1"))
+    bench.fake.close_by_hand(only_ticket(bench).ref.id, "Closed", "Done")
+    await bench.run(await bench.add("p2"))  # finds it closed: skipped
+
+    assert await bench.run(await bench.add("p3")) == "verified"
+    assert bench.fake.creates() == 2
+    assert "reopen" not in bench.fake.calls
+
+
+async def test_acknowledgement_comments_on_the_open_ticket(bench: Bench) -> None:
+    await bench.run(await bench.add("p1"))
+    assert await bench.run(await bench.add("a1", "acknowledgement")) == "verified"
+    assert len(only_ticket(bench).comments) == 1
+
+
+async def test_flapping_is_ignored_when_the_route_says_so(bench: Bench) -> None:
+    bench.rules = Lifecycle(on_flapping="ignore")
+    await bench.run(await bench.add("p1"))
+    delivery = await bench.add("f1", "flappingstart")
+    assert await bench.run(delivery) == "skipped"
+    assert only_ticket(bench).comments == []
+
+
+async def test_recovery_before_any_problem_writes_nothing(bench: Bench) -> None:
+    """BC-21 sequence A: recovery for an incident never seen."""
+    delivery = await bench.add("5001", "recovery")
+    assert await bench.run(delivery) == "skipped"
+    assert await reason(bench, delivery) == "recovery without a known problem"
+    assert bench.fake.calls == []
+
+
+async def test_late_problem_older_than_its_recovery_leaves_no_open_ticket(
+    bench: Bench,
+) -> None:
+    """BC-21 sequence B: recovery polled first, its older problem after."""
+    recovery = await bench.add("5002", "recovery", occurred_at="2026-12-01T10:00:05Z")
+    problem = await bench.add("5003", occurred_at="2026-12-01T10:00:00Z")
+
+    assert await bench.run(recovery) == "skipped"
+    assert await bench.run(problem) == "skipped"
+    assert (await reason(bench, problem)).startswith("late problem")
+    assert bench.fake.tickets == {}
+
+
+async def test_copies_of_one_notification_make_one_ticket_and_no_comments(
+    bench: Bench,
+) -> None:
+    """BC-06: Nagios notifies each contact; the copies differ only in contact."""
+    when = "2026-12-01T10:30:00Z"
+    copies = [
+        await bench.add(str(n), occurred_at=when, problem_id="p-77", contact=who)
+        for n, who in ((2001, "admins"), (2002, "jira-bot"), (2003, "oncall"))
+    ]
+    states = [await bench.run(d) for d in copies]
+
+    assert states == ["verified", "skipped", "skipped"]
+    assert await reason(bench, copies[1]) == "duplicate of event 2001"
+    assert bench.fake.creates() == 1
+    assert only_ticket(bench).comments == []

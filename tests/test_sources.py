@@ -70,6 +70,25 @@ async def test_unexpanded_macro_is_rejected(tmp_path: Path) -> None:
     assert "unexpanded monitoring macro" in polled.rejects[0].detail
 
 
+async def test_macro_inside_the_host_is_rejected(tmp_path: Path) -> None:
+    """BC-20: a value still holding a macro token would merge incidents."""
+    source = spool(tmp_path)
+    write_spool_event(source.path, "m1", host="{HOST.NAME}.example")
+    polled = await source.poll(None)
+    assert polled.rejects[0].detail == "host: unexpanded monitoring macro '{HOST.NAME}'"
+
+
+async def test_macro_in_the_time_falls_back_to_the_time_received(
+    tmp_path: Path,
+) -> None:
+    """BC-20: an unexpanded optional field never drops the event."""
+    source = spool(tmp_path)
+    write_spool_event(source.path, "m1", occurred_at="{EVENT.DATE} {EVENT.TIME}")
+    polled = await source.poll(None)
+    assert polled.rejects == []
+    assert polled.events[0].occurred_at.year >= 2026
+
+
 def legacy_db(tmp_path: Path, rows: list[tuple]) -> Path:
     path = tmp_path / "legacy.db"
     db = sqlite3.connect(path)

@@ -50,6 +50,23 @@ def print_config_error(exc: ConfigError) -> None:
         print(f"  {problem}", file=sys.stderr)
 
 
+def cmd_migration_report(args: argparse.Namespace) -> int:
+    from ticketbridge.migration_report import pairs, render, run_report
+
+    path = config_path(args.config)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print_config_error(exc)
+        return EXIT_CONFIG
+    if not pairs(config):
+        print(f"{path}: no route has a migration mode (old, new, mirror, shadow)")
+        return EXIT_CONFIG
+    gaps = asyncio.run(run_report(config, check=args.check))
+    print(render(gaps, args.json))
+    return 0
+
+
 def cmd_notify(args: argparse.Namespace) -> int:
     from ticketbridge.sources.notify import run_notify
 
@@ -90,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_notify_arguments(notify)
     notify.set_defaults(func=cmd_notify)
+
+    migration = commands.add_parser("migration", help="migration between systems")
+    migration_commands = migration.add_subparsers(dest="migration", required=True)
+    report = migration_commands.add_parser(
+        "report", help="incidents open in one system, missing or resolved in the other"
+    )
+    report.add_argument("--json", action="store_true", help="print JSON")
+    report.add_argument(
+        "--check", action="store_true", help="read each listed ticket from its system"
+    )
+    report.set_defaults(func=cmd_migration_report)
 
     sandbox = commands.add_parser("sandbox", help="serve a fake ticketing system")
     sandbox.add_argument("--host", default="127.0.0.1")

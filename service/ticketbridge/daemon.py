@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ticketbridge import systemd_notify
 from ticketbridge.config import Config, ConfigError, load_config
+from ticketbridge.config.model import DEFAULT_LIFECYCLE, Lifecycle
 from ticketbridge.destinations import build_destination
 from ticketbridge.events import Event
 from ticketbridge.health import build_app, serve
@@ -120,12 +121,20 @@ class Daemon:
                 self.ledger,
                 self.metrics,
                 config.failure_threshold,
+                rules=self.lifecycle_of,
             )
             sender.start()
             self.senders[name] = sender
         for name in list(self.senders):
             if name not in config.destinations:
                 self._retire(name)
+
+    def lifecycle_of(self, route: str) -> Lifecycle:
+        """The current lifecycle rules of a route; defaults once it is gone."""
+        for candidate in self.config.routes:
+            if candidate.name == route:
+                return candidate.lifecycle
+        return DEFAULT_LIFECYCLE
 
     def _retire(self, name: str) -> None:
         """A removed or changed destination's sender finishes its in-flight work."""
@@ -215,7 +224,9 @@ class Daemon:
                     for r in polled.rejects
                 ],
             )
-            new_ids = await self.ledger.ingest(name, routed, polled.cursor)
+            new_ids = await self.ledger.ingest(
+                name, routed, polled.cursor, configured=set(self.config.destinations)
+            )
         except Exception:
             self.metrics.ledger_up.set(0)
             raise
@@ -235,7 +246,8 @@ class Daemon:
                         "event": f"{name}:{item.event.source_event_id}",
                         "incident": item.incident_key,
                         "route": item.route,
-                        "destinations": ",".join(item.destinations) or "(dropped)",
+                        "destinations": ",".join([*item.destinations, *item.shadow])
+                        or "(dropped)",
                     },
                 )
             for sender in self.senders.values():
@@ -249,6 +261,9 @@ class Daemon:
             route=decision.route,
             destinations=decision.destinations,
             marker_seed=correlation_marker(event),
+            shadow=decision.shadow,
+            twins=decision.twins,
+            lifecycle=decision.lifecycle,
         )
 
     async def _update_stats(self) -> None:

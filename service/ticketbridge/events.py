@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import enum
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 
 class EventKind(enum.StrEnum):
     PROBLEM = "problem"
     RECOVERY = "recovery"
     ACKNOWLEDGEMENT = "acknowledgement"
+    FLAPPING = "flapping"
+    DOWNTIME = "downtime"
     UPDATE = "update"
 
 
@@ -21,7 +26,8 @@ class InvalidEvent(ValueError):
     """A source record that cannot become an event; the message names the field."""
 
 
-# Nagios notification types that are not a state change become comments.
+# Nagios notification types that are not a state change become comments;
+# flapping and downtime keep a kind of their own so a route can ignore them.
 KIND_ALIASES = {
     "problem": EventKind.PROBLEM,
     "recovery": EventKind.RECOVERY,
@@ -32,16 +38,20 @@ KIND_ALIASES = {
     "ack": EventKind.ACKNOWLEDGEMENT,
     "update": EventKind.UPDATE,
     "custom": EventKind.UPDATE,
-    "flappingstart": EventKind.UPDATE,
-    "flappingstop": EventKind.UPDATE,
-    "flappingdisabled": EventKind.UPDATE,
-    "downtimestart": EventKind.UPDATE,
-    "downtimeend": EventKind.UPDATE,
-    "downtimecancelled": EventKind.UPDATE,
+    "flapping": EventKind.FLAPPING,
+    "flappingstart": EventKind.FLAPPING,
+    "flappingstop": EventKind.FLAPPING,
+    "flappingdisabled": EventKind.FLAPPING,
+    "downtime": EventKind.DOWNTIME,
+    "downtimestart": EventKind.DOWNTIME,
+    "downtimeend": EventKind.DOWNTIME,
+    "downtimecancelled": EventKind.DOWNTIME,
 }
 
 # A whole value that is still a monitoring macro, e.g. "$HOSTNAME$" or "{HOST.NAME}".
 UNEXPANDED_MACRO = re.compile(r"^(\$[A-Z0-9_]+\$|\{[A-Z0-9_.]+\})$")
+# Such a macro anywhere in a value, e.g. "{EVENT.DATE} {EVENT.TIME}" (BC-20).
+MACRO_TOKEN = re.compile(r"\$[A-Z][A-Z0-9_]*\$|\{[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+\}")
 
 MAX_TEXT = 100_000
 
@@ -166,10 +176,23 @@ def event_from_mapping(source: str, data: Mapping[str, Any]) -> Event:
     kind = parse_kind(data.get("kind"))
     host = clean_text("host", data.get("host"), required=True)
     check = clean_text("check", data.get("check"))
-    if UNEXPANDED_MACRO.match(check.strip()):
-        raise InvalidEvent(f"check: unexpanded monitoring macro {check.strip()!r}")
+    # Host and check make the incident key: a macro there would merge
+    # unrelated incidents into one ticket, so the event is refused (BC-20).
+    for name, value in (("host", host), ("check", check)):
+        token = MACRO_TOKEN.search(value)
+        if token is not None:
+            raise InvalidEvent(
+                f"{name}: unexpanded monitoring macro {token.group(0)!r}"
+            )
 
     occurred = data.get("occurred_at")
+    if isinstance(occurred, str) and MACRO_TOKEN.search(occurred):
+        # An optional field never drops the event: it is stamped on receipt.
+        log.warning(
+            "occurred_at holds an unexpanded macro, using the time received",
+            extra={"event": f"{source}:{source_event_id}", "value": occurred[:60]},
+        )
+        occurred = None
     occurred_at = datetime.now(UTC) if occurred in (None, "") else parse_time(occurred)
 
     return Event(

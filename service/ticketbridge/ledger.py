@@ -10,15 +10,17 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from ticketbridge import lifecycle
+from ticketbridge.config.model import DEFAULT_LIFECYCLE, Lifecycle
 from ticketbridge.events import Event, EventKind
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,20 @@ MIGRATIONS: list[str] = [
         at REAL NOT NULL
     );
     """,
+    # 2: ticket lifecycle (when and how a ticket was resolved, by whom) and
+    # migration modes (a delivery's role, a mirror ticket's twin).
+    """
+    ALTER TABLE tickets ADD COLUMN resolved_at REAL;
+    ALTER TABLE tickets ADD COLUMN resolution TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tickets ADD COLUMN closed_by TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tickets ADD COLUMN twin_destination TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tickets ADD COLUMN twin_noted TEXT NOT NULL DEFAULT '';
+    ALTER TABLE deliveries ADD COLUMN role TEXT NOT NULL DEFAULT '';
+    ALTER TABLE deliveries ADD COLUMN twin TEXT NOT NULL DEFAULT '';
+    CREATE INDEX events_incident ON events (incident_key, kind, id);
+    CREATE INDEX tickets_owner ON tickets (incident_key, destination, id);
+    CREATE INDEX deliveries_owner ON deliveries (incident_key, state);
+    """,
 ]
 
 
@@ -114,6 +130,9 @@ class Routed:
     route: str
     destinations: Sequence[str]
     marker_seed: str
+    shadow: Sequence[str] = ()
+    twins: Mapping[str, str] = field(default_factory=dict)
+    lifecycle: Lifecycle = DEFAULT_LIFECYCLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +151,8 @@ class Delivery:
     ticket_id: str | None
     ticket_key: str | None
     event: Event
+    role: str = ""
+    twin: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +160,22 @@ class OpenTicket:
     ticket_id: str
     ticket_key: str
     marker: str
+
+
+@dataclass(frozen=True, slots=True)
+class TwinNote:
+    """A mirror ticket that should name its twin in the other system."""
+
+    ticket_id: str
+    ticket_key: str
+    incident_key: str
+    twin_destination: str
+    twin_key: str
+
+
+TICKET_COLUMNS = (
+    "ticket_id, ticket_key, marker, state, resolved_at, resolution, closed_by"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,12 +240,19 @@ class Ledger:
     # -- ingest -----------------------------------------------------------
 
     async def ingest(
-        self, source: str, routed: Sequence[Routed], cursor: str | None
+        self,
+        source: str,
+        routed: Sequence[Routed],
+        cursor: str | None,
+        configured: Collection[str] | None = None,
     ) -> list[int]:
         """Store events, their deliveries and the source cursor in one transaction.
 
         Returns the ids of events that were new; repeats of a known
         (source, source event id) are ignored, which makes ingest idempotent.
+        Each event goes to the destinations that own its incident (an open
+        ticket or unfinished delivery there), read in the same transaction,
+        else to its route's; `configured` limits owners to live destinations.
         """
         now = time.time()
         new_ids: list[int] = []
@@ -218,8 +262,17 @@ class Ledger:
                 if event_id is None:
                     continue
                 new_ids.append(event_id)
-                for destination in item.destinations:
-                    await self._insert_delivery(db, event_id, destination, item, now)
+                owners = await self._owners(db, item.incident_key, configured)
+                targets = lifecycle.follow_owners(
+                    item.event,
+                    item.destinations,
+                    item.shadow,
+                    item.twins,
+                    owners,
+                    item.lifecycle,
+                )
+                for target in targets:
+                    await self._insert_delivery(db, event_id, target, item, now)
             if cursor is not None:
                 await db.execute(
                     "INSERT INTO cursors (source, value, updated_at) VALUES (?, ?, ?) "
@@ -253,25 +306,58 @@ class Ledger:
         self,
         db: aiosqlite.Connection,
         event_id: int,
-        destination: str,
+        target: lifecycle.Target,
         item: Routed,
         now: float,
     ) -> None:
         await db.execute(
             "INSERT INTO deliveries (event_id, destination, route, incident_key, "
-            "state, marker, next_attempt_at, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+            "state, marker, next_attempt_at, created_at, updated_at, role, twin) "
+            "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
             (
                 event_id,
-                destination,
+                target.destination,
                 item.route,
                 item.incident_key,
                 item.marker_seed,
                 now,
                 now,
                 now,
+                target.role,
+                target.twin,
             ),
         )
+
+    async def _owners(
+        self,
+        db: aiosqlite.Connection,
+        incident_key: str,
+        configured: Collection[str] | None,
+    ) -> dict[str, lifecycle.Ticket | None]:
+        """Destinations holding the incident: its latest ticket, or None in flight."""
+        owners: dict[str, lifecycle.Ticket | None] = {}
+        async with db.execute(
+            f"SELECT {TICKET_COLUMNS}, destination FROM tickets t "
+            "WHERE incident_key = ? AND id = (SELECT MAX(id) FROM tickets u "
+            "WHERE u.incident_key = t.incident_key "
+            "AND u.destination = t.destination)",
+            (incident_key,),
+        ) as cursor:
+            async for row in cursor:
+                owners[str(row["destination"])] = ticket_from_row(row)
+        async with db.execute(
+            "SELECT DISTINCT destination FROM deliveries WHERE incident_key = ? "
+            "AND state IN ('pending', 'retrying', 'sent') AND role != 'shadow'",
+            (incident_key,),
+        ) as cursor:
+            async for row in cursor:
+                ticket = owners.get(str(row[0]))
+                if ticket is None or not ticket.open:
+                    # Work in flight (a create, a reopen) will give it a ticket.
+                    owners[str(row[0])] = None
+        if configured is not None:
+            owners = {k: v for k, v in owners.items() if k in configured}
+        return owners
 
     async def quarantine(
         self, source: str, rejects: Sequence[tuple[str, str, str | None]]
@@ -368,6 +454,52 @@ class Ledger:
             row = await cursor.fetchone()
         return OpenTicket(str(row[0]), str(row[1]), str(row[2])) if row else None
 
+    async def latest_ticket(
+        self, destination: str, incident_key: str
+    ) -> lifecycle.Ticket | None:
+        """The incident's newest ticket at `destination`, open or resolved."""
+        async with self._db.execute(
+            f"SELECT {TICKET_COLUMNS} FROM tickets "
+            "WHERE destination = ? AND incident_key = ? ORDER BY id DESC LIMIT 1",
+            (destination, incident_key),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return ticket_from_row(row) if row else None
+
+    async def history(self, delivery: Delivery) -> lifecycle.History:
+        """What was stored of the delivery's incident before its event."""
+        times: dict[str, datetime] = {}
+        async with self._db.execute(
+            "SELECT kind, MAX(occurred_at) FROM events WHERE incident_key = ? "
+            "AND id < ? AND kind IN ('problem', 'recovery') GROUP BY kind",
+            (delivery.incident_key, delivery.event_id),
+        ) as cursor:
+            async for kind, occurred in cursor:
+                times[str(kind)] = datetime.fromisoformat(str(occurred))
+        return lifecycle.History(
+            last_problem_at=times.get("problem"),
+            last_recovery_at=times.get("recovery"),
+            duplicate_of=await self._duplicate_of(delivery),
+        )
+
+    async def _duplicate_of(self, delivery: Delivery) -> str | None:
+        """An earlier copy of the same notification, e.g. one per contact (BC-06)."""
+        event = delivery.event
+        async with self._db.execute(
+            "SELECT source_event_id, record FROM events WHERE incident_key = ? "
+            "AND id < ? AND kind = ? AND occurred_at = ? ORDER BY id LIMIT 20",
+            (
+                delivery.incident_key,
+                delivery.event_id,
+                event.kind.value,
+                event.occurred_at.isoformat(),
+            ),
+        ) as cursor:
+            async for source_event_id, record in cursor:
+                if same_notification(event, json.loads(record)):
+                    return str(source_event_id)
+        return None
+
     async def start_attempt(self, delivery_id: int, operation: str) -> None:
         """Record a request about to be sent: a crash after this is ambiguous."""
         async with self._transaction() as db:
@@ -398,8 +530,8 @@ class Ledger:
             if operation == "create":
                 await db.execute(
                     "INSERT INTO tickets (destination, incident_key, ticket_id, "
-                    "ticket_key, marker, state, opened_by, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?)",
+                    "ticket_key, marker, state, opened_by, created_at, updated_at, "
+                    "twin_destination) VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?)",
                     (
                         delivery.destination,
                         delivery.incident_key,
@@ -409,13 +541,17 @@ class Ledger:
                         delivery.id,
                         now,
                         now,
+                        delivery.twin,
                     ),
                 )
             await self._record_attempt(
                 db, delivery.id, operation, "sent", None, duration
             )
 
-    async def mark_verified(self, delivery: Delivery, operation: str) -> None:
+    async def mark_verified(
+        self, delivery: Delivery, operation: str, resolution: str = ""
+    ) -> None:
+        """The ticket reads back as expected; a resolve or reopen moves it too."""
         now = time.time()
         async with self._transaction() as db:
             await db.execute(
@@ -425,7 +561,22 @@ class Ledger:
             )
             if operation == "resolve" and delivery.ticket_id is not None:
                 await db.execute(
-                    "UPDATE tickets SET state = 'resolved', updated_at = ? "
+                    "UPDATE tickets SET state = 'resolved', updated_at = ?, "
+                    "resolved_at = ?, resolution = ?, closed_by = ? "
+                    "WHERE destination = ? AND ticket_id = ?",
+                    (
+                        now,
+                        now,
+                        resolution,
+                        lifecycle.CLOSED_BY_BRIDGE,
+                        delivery.destination,
+                        delivery.ticket_id,
+                    ),
+                )
+            if operation == "reopen" and delivery.ticket_id is not None:
+                await db.execute(
+                    "UPDATE tickets SET state = 'open', updated_at = ?, "
+                    "resolved_at = NULL, resolution = '', closed_by = '' "
                     "WHERE destination = ? AND ticket_id = ?",
                     (now, delivery.destination, delivery.ticket_id),
                 )
@@ -441,6 +592,64 @@ class Ledger:
                 (reason, time.time(), delivery.id),
             )
             await self._record_attempt(db, delivery.id, "skip", "skipped", None, None)
+
+    async def mark_closed_elsewhere(
+        self, delivery: Delivery, ticket_id: str, resolution: str, reason: str
+    ) -> None:
+        """A person closed the ticket: remember it resolved, skip the delivery."""
+        now = time.time()
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE tickets SET state = 'resolved', updated_at = ?, "
+                "resolved_at = ?, resolution = ?, closed_by = ? "
+                "WHERE destination = ? AND ticket_id = ? AND state = 'open'",
+                (
+                    now,
+                    now,
+                    resolution,
+                    lifecycle.CLOSED_BY_PERSON,
+                    delivery.destination,
+                    ticket_id,
+                ),
+            )
+            await db.execute(
+                "UPDATE deliveries SET state = 'skipped', last_error = ?, "
+                "ticket_id = ?, updated_at = ? WHERE id = ?",
+                (reason, ticket_id, now, delivery.id),
+            )
+            await self._record_attempt(db, delivery.id, "skip", "skipped", None, None)
+
+    async def twins_to_note(self, destination: str) -> list[TwinNote]:
+        """Open mirror tickets here whose twin now exists and is not yet named."""
+        async with self._db.execute(
+            "SELECT t.ticket_id, t.ticket_key, t.incident_key, "
+            "t.twin_destination, w.ticket_key AS twin_key FROM tickets t "
+            "JOIN tickets w ON w.destination = t.twin_destination "
+            "AND w.incident_key = t.incident_key AND w.state = 'open' "
+            "WHERE t.destination = ? AND t.state = 'open' "
+            "AND t.twin_destination != '' AND t.twin_noted != w.ticket_key "
+            "ORDER BY t.id LIMIT 20",
+            (destination,),
+        ) as cursor:
+            return [
+                TwinNote(
+                    ticket_id=str(row["ticket_id"]),
+                    ticket_key=str(row["ticket_key"]),
+                    incident_key=str(row["incident_key"]),
+                    twin_destination=str(row["twin_destination"]),
+                    twin_key=str(row["twin_key"]),
+                )
+                async for row in cursor
+            ]
+
+    async def note_twin(self, destination: str, note: TwinNote) -> None:
+        """The twin's key is written on the ticket: do not write it again."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE tickets SET twin_noted = ?, updated_at = ? "
+                "WHERE destination = ? AND ticket_id = ?",
+                (note.twin_key, time.time(), destination, note.ticket_id),
+            )
 
     async def mark_failed(
         self,
@@ -508,6 +717,27 @@ class Ledger:
                     )
         return stats
 
+    async def latest_tickets(
+        self, destinations: Sequence[str]
+    ) -> list[tuple[str, str, lifecycle.Ticket]]:
+        """(destination, incident, newest ticket) for each incident there."""
+        marks = ",".join("?" for _ in destinations) or "''"
+        async with self._db.execute(
+            f"SELECT {TICKET_COLUMNS}, destination, incident_key FROM tickets t "
+            f"WHERE destination IN ({marks}) AND id = (SELECT MAX(id) FROM "
+            "tickets u WHERE u.destination = t.destination "
+            "AND u.incident_key = t.incident_key) ORDER BY incident_key",
+            tuple(destinations),
+        ) as cursor:
+            return [
+                (
+                    str(row["destination"]),
+                    str(row["incident_key"]),
+                    ticket_from_row(row),
+                )
+                async for row in cursor
+            ]
+
     async def rows(
         self, query: str, params: Sequence[Any] = ()
     ) -> list[dict[str, Any]]:
@@ -536,6 +766,34 @@ def delivery_from_row(row: aiosqlite.Row) -> Delivery:
             event_from_record(row["source"], record),
             incident_key=row["incident_key"],
         ),
+        role=row["role"],
+        twin=row["twin"],
+    )
+
+
+def ticket_from_row(row: aiosqlite.Row) -> lifecycle.Ticket:
+    resolved_at = row["resolved_at"]
+    return lifecycle.Ticket(
+        ticket_id=str(row["ticket_id"]),
+        ticket_key=str(row["ticket_key"]),
+        marker=str(row["marker"]),
+        open=row["state"] == "open",
+        resolved_at=float(resolved_at) if resolved_at is not None else None,
+        resolution=str(row["resolution"] or ""),
+        closed_by=str(row["closed_by"] or ""),
+    )
+
+
+# Fields that make two events one notification; a recipient (contact) differs
+# between copies of one Nagios notification and is not among them.
+NOTIFICATION_FIELDS = ("host", "check", "severity", "summary", "details", "problem_id")
+
+
+def same_notification(event: Event, record: Mapping[str, Any]) -> bool:
+    """Whether a stored event record is a copy of `event` (same kind and time)."""
+    return all(
+        str(record.get(name, "")) == str(getattr(event, name))
+        for name in NOTIFICATION_FIELDS
     )
 
 

@@ -5,23 +5,56 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from ticketbridge.config.model import FieldMatch, Match, Route
+from ticketbridge.config.model import (
+    DEFAULT_LIFECYCLE,
+    FieldMatch,
+    Lifecycle,
+    Match,
+    Route,
+)
 from ticketbridge.events import Event
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """Where the route sends an event.
+
+    `shadow` destinations only render what they would create; `twins` pairs
+    the two destinations of a mirror route so each ticket can name the other.
+    """
+
     route: str
     destinations: tuple[str, ...]
+    shadow: tuple[str, ...] = ()
+    twins: Mapping[str, str] = field(default_factory=dict)
+    lifecycle: Lifecycle = DEFAULT_LIFECYCLE
 
     @property
     def dropped(self) -> bool:
-        return not self.destinations
+        return not self.destinations and not self.shadow
 
 
 NO_ROUTE = Decision(route="(no route)", destinations=())
+
+
+def decide(route: Route) -> Decision:
+    """The destinations of a matched route, by its `mode` or its list."""
+    rules = route.lifecycle
+    old, new = route.old or "", route.new or ""
+    match route.mode:
+        case "old":
+            return Decision(route.name, (old,), lifecycle=rules)
+        case "new":
+            return Decision(route.name, (new,), lifecycle=rules)
+        case "mirror":
+            twins = {old: new, new: old}
+            return Decision(route.name, (old, new), twins=twins, lifecycle=rules)
+        case "shadow":
+            return Decision(route.name, (old,), shadow=(new,), lifecycle=rules)
+    return Decision(route.name, tuple(route.destinations), lifecycle=rules)
 
 
 class Router:
@@ -39,7 +72,7 @@ class Router:
     def route(self, event: Event) -> Decision:
         for route in self._routes:
             if self._matches(route.match, event):
-                return Decision(route.name, tuple(route.destinations))
+                return decide(route)
         return NO_ROUTE
 
     def _matches(self, match: Match, event: Event) -> bool:

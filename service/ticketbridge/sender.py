@@ -13,20 +13,26 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tenacity import RetryCallState, wait_exponential_jitter
 
-from ticketbridge.config.model import HttpSettings
+from ticketbridge import lifecycle
+from ticketbridge.config.model import DEFAULT_LIFECYCLE, HttpSettings, Lifecycle
 from ticketbridge.destinations.base import (
     Destination,
+    DestinationError,
     PermanentError,
+    Reopens,
+    TicketNotFound,
     TicketRef,
+    TicketView,
     TransientError,
 )
-from ticketbridge.events import EventKind
 from ticketbridge.ledger import Delivery, Ledger
 from ticketbridge.metrics import Metrics
+from ticketbridge.mirror import note_twins, shadow_delivery
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +47,18 @@ class Plan:
     skip_reason: str = ""
 
 
+# Operations on a ticket the bridge believes open: read it first, so a ticket a
+# person closed or moved on is not fought over.
+PRE_READ = ("comment", "resolve")
+
+
+def default_rules(route: str) -> Lifecycle:
+    return DEFAULT_LIFECYCLE
+
+
 class Sender:
+    """Works the deliveries of one destination; `rules` gives a route's lifecycle."""
+
     def __init__(
         self,
         name: str,
@@ -50,7 +67,9 @@ class Sender:
         ledger: Ledger,
         metrics: Metrics,
         failure_threshold: int,
+        rules: Callable[[str], Lifecycle] = default_rules,
     ) -> None:
+        self.rules = rules
         self.name = name
         self.destination = destination
         self.settings = settings
@@ -111,6 +130,8 @@ class Sender:
         for delivery_id, incident in due:
             task = asyncio.create_task(self._work(delivery_id, incident))
             self._busy[incident] = task
+        if len(due) < free:
+            await note_twins(self.name, self.destination, self.ledger, self._busy)
 
     async def _sleep_until_due(self) -> None:
         self._wake.clear()
@@ -142,11 +163,20 @@ class Sender:
         if delivery.state == "sent":
             await self._verify(delivery, delivery.operation or "create")
             return
+        if delivery.role == "shadow":
+            reason = await shadow_delivery(self.destination, delivery)
+            await self.ledger.mark_skipped(delivery, reason)
+            self._count(delivery, "skip", "skipped", reason)
+            return
 
         plan = await self._plan(delivery)
         if plan.operation == "skip":
             await self.ledger.mark_skipped(delivery, plan.skip_reason)
             self._count(delivery, "skip", "skipped", plan.skip_reason)
+            return
+        if self._needs_pre_read(delivery, plan) and await self._closed_elsewhere(
+            delivery, plan
+        ):
             return
 
         await self.ledger.start_attempt(delivery.id, plan.operation)
@@ -170,21 +200,75 @@ class Sender:
         await self._verify(await self.ledger.delivery(delivery.id), plan.operation)
 
     async def _plan(self, delivery: Delivery) -> Plan:
-        """Choose the operation from the event's kind and the incident's ticket."""
-        ticket = await self.ledger.open_ticket(self.name, delivery.incident_key)
-        ref = TicketRef(ticket.ticket_id, ticket.ticket_key) if ticket else None
-        marker = ticket.marker if ticket else ""
-        kind = delivery.event.kind
+        """Choose the operation by the route's lifecycle rules (lifecycle.py)."""
+        ticket = await self.ledger.latest_ticket(self.name, delivery.incident_key)
+        history = await self.ledger.history(delivery)
+        step = lifecycle.decide(
+            delivery.event,
+            ticket,
+            history,
+            self.rules(delivery.route),
+            can_reopen=isinstance(self.destination, Reopens),
+        )
 
-        if kind is EventKind.PROBLEM:
-            if ref is None:
-                return Plan("create")
-            return Plan("comment", ref, marker)
-        if ref is None:
-            return Plan("skip", skip_reason="no open ticket")
-        if kind is EventKind.RECOVERY:
-            return Plan("resolve", ref, marker)
-        return Plan("comment", ref, marker)
+        if step.operation == "skip":
+            return Plan("skip", skip_reason=step.reason)
+        if step.operation == "create":
+            if step.reason:
+                log.info(step.reason, extra=self._fields(delivery))
+            return Plan("create")
+        assert ticket is not None
+        ref = TicketRef(ticket.ticket_id, ticket.ticket_key)
+        return Plan(step.operation, ref, ticket.marker)
+
+    def _needs_pre_read(self, delivery: Delivery, plan: Plan) -> bool:
+        # A resolve already attempted may have closed the ticket itself.
+        if plan.operation == "resolve" and delivery.attempts > 0:
+            return False
+        return plan.operation in PRE_READ
+
+    async def _closed_elsewhere(self, delivery: Delivery, plan: Plan) -> bool:
+        """Read the ticket first; if a person closed it, leave it closed.
+
+        Returns True when the delivery is settled here: the event is added as
+        a comment where the destination allows it, and the delivery skipped.
+        """
+        assert plan.ticket is not None
+        started = time.monotonic()
+        try:
+            view = await self.destination.get(plan.ticket, plan.marker)
+        except TicketNotFound:
+            view = TicketView(plan.ticket, False, False, "deleted")
+        except (TransientError, PermanentError) as exc:
+            transient = isinstance(exc, TransientError)
+            await self._failed(
+                delivery, plan.operation, exc, started, transient=transient
+            )
+            return True
+        if view.is_open:
+            return False
+
+        await self._comment_anyway(delivery, plan.ticket)
+        await self._settle_closed(delivery, plan.ticket, view)
+        return True
+
+    async def _comment_anyway(self, delivery: Delivery, ticket: TicketRef) -> None:
+        try:
+            await self.destination.comment(ticket, delivery.event)
+        except DestinationError as exc:
+            log.warning(
+                "comment on a closed ticket refused: %s",
+                exc,
+                extra=self._fields(delivery, ticket=ticket.key),
+            )
+
+    async def _settle_closed(
+        self, delivery: Delivery, ticket: TicketRef, view: TicketView
+    ) -> None:
+        reason = f"closed by a person: status {view.status}"
+        resolution = view.resolution or view.status
+        await self.ledger.mark_closed_elsewhere(delivery, ticket.id, resolution, reason)
+        self._count(delivery, "skip", "skipped", reason)
 
     async def _apply(self, delivery: Delivery, plan: Plan) -> TicketRef:
         event = delivery.event
@@ -204,6 +288,9 @@ class Sender:
         assert plan.ticket is not None
         if plan.operation == "resolve":
             await self.destination.resolve(plan.ticket, event)
+        elif plan.operation == "reopen":
+            assert isinstance(self.destination, Reopens)
+            await self.destination.reopen(plan.ticket, event)
         else:
             await self.destination.comment(plan.ticket, event)
         return plan.ticket
@@ -226,9 +313,14 @@ class Sender:
 
         want_open = operation != "resolve"
         if view.marker_present and view.is_open == want_open:
-            await self.ledger.mark_verified(delivery, operation)
+            await self.ledger.mark_verified(delivery, operation, view.resolution)
             self.metrics.verifications.labels(self.name, "verified").inc()
             self._count(delivery, operation, "verified", ref.key)
+            return
+        if operation == "comment" and view.marker_present and not view.is_open:
+            # The comment landed, but a person has closed the ticket meanwhile.
+            self.metrics.verifications.labels(self.name, "verified").inc()
+            await self._settle_closed(delivery, ref, view)
             return
 
         self.metrics.verifications.labels(self.name, "mismatch").inc()

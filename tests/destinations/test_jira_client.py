@@ -56,7 +56,9 @@ async def jira2(api: FakeApi, sleeps: Sleeps) -> AsyncIterator[JiraDestination]:
     await client.close()
 
 
-def make_jira(api: FakeApi, version: int, sleeps: Sleeps) -> JiraDestination:
+def make_jira(
+    api: FakeApi, version: int, sleeps: Sleeps, **changes: Any
+) -> JiraDestination:
     settings = JiraSettings(
         type="jira",
         url=api.url,
@@ -65,6 +67,7 @@ def make_jira(api: FakeApi, version: int, sleeps: Sleeps) -> JiraDestination:
         token=TOKEN,
         api_version=version,  # type: ignore[arg-type]
         timeout=0.5,
+        **changes,
     )
     return JiraDestination("jira", settings, read_retry=fast_retry(sleeps))
 
@@ -448,11 +451,7 @@ async def test_resolve_succeeds_when_the_note_cannot_be_added(
 async def test_v3_find_posts_an_enhanced_search_with_labels_and_status(
     api: FakeApi, jira: JiraDestination
 ) -> None:
-    api.on(
-        "POST",
-        f"{V3}/search/jql",
-        Answer(200, {"issues": [{"id": "10001", "key": "OPS-7"}]}),
-    )
+    api.on("POST", f"{V3}/search/jql", Answer(200, {"issues": [found()]}))
     assert await jira.find(MARKER) == ISSUE
     [request] = api.seen
     assert request.json["jql"] == f'project = "OPS" AND labels = "{MARKER}"'
@@ -462,11 +461,7 @@ async def test_v3_find_posts_an_enhanced_search_with_labels_and_status(
 async def test_v2_find_gets_the_search_with_jql(
     api: FakeApi, jira2: JiraDestination
 ) -> None:
-    api.on(
-        "GET",
-        f"{V2}/search",
-        Answer(200, {"issues": [{"id": "10001", "key": "OPS-7"}]}),
-    )
+    api.on("GET", f"{V2}/search", Answer(200, {"issues": [found()], "total": 1}))
     assert await jira2.find(MARKER) == ISSUE
     [request] = api.seen
     assert request.query["jql"] == f'project = "OPS" AND labels = "{MARKER}"'
@@ -477,6 +472,78 @@ async def test_find_returns_none_when_no_issue_carries_the_marker(
 ) -> None:
     api.on("POST", f"{V3}/search/jql", Answer(200, {"issues": [], "isLast": True}))
     assert await jira.find(MARKER) is None
+
+
+def found(
+    issue_id: str = "10001",
+    key: str = "OPS-7",
+    labels: tuple[str, ...] = (MARKER,),
+    category: str = "new",
+) -> dict[str, Any]:
+    fields = {"labels": list(labels), "status": issue_status(category)}
+    return {"id": issue_id, "key": key, "fields": fields}
+
+
+async def test_find_ignores_issues_that_do_not_carry_the_exact_marker(
+    api: FakeApi, jira: JiraDestination
+) -> None:
+    """BC-11: a lookup that returns unrelated issues must not pick one of them."""
+    unrelated = [found("1", "OPS-1", ("other",)), found("2", "OPS-2", (MARKER + "x",))]
+    api.on("POST", f"{V3}/search/jql", Answer(200, {"issues": unrelated}))
+    with pytest.raises(PermanentError, match="without that label"):
+        await jira.find(MARKER)
+
+
+async def test_find_refuses_several_open_issues_with_one_marker(
+    api: FakeApi, jira: JiraDestination
+) -> None:
+    """BC-11: several genuine matches are never chosen from arbitrarily."""
+    twins = [found("1", "OPS-1"), found("2", "OPS-2")]
+    api.on("POST", f"{V3}/search/jql", Answer(200, {"issues": twins}))
+    with pytest.raises(PermanentError, match="2 issues carry label"):
+        await jira.find(MARKER)
+
+
+async def test_find_prefers_the_single_open_issue_among_matches(
+    api: FakeApi, jira: JiraDestination
+) -> None:
+    """BC-11: one open match among resolved ones is the incident's ticket."""
+    matches = [found("1", "OPS-1", category="done"), found("10001", "OPS-7")]
+    api.on("POST", f"{V3}/search/jql", Answer(200, {"issues": matches}))
+    assert await jira.find(MARKER) == ISSUE
+
+
+async def test_find_follows_next_page_tokens(
+    api: FakeApi, jira: JiraDestination
+) -> None:
+    """BC-13: the enhanced search pages with nextPageToken, never startAt."""
+    api.on(
+        "POST",
+        f"{V3}/search/jql",
+        Answer(200, {"issues": [], "nextPageToken": "t2", "isLast": False}),
+        Answer(200, {"issues": [found()], "isLast": True}),
+    )
+    assert await jira.find(MARKER) == ISSUE
+    assert [r.json.get("nextPageToken") for r in api.seen] == [None, "t2"]
+
+
+async def test_find_on_a_removed_search_endpoint_is_a_permanent_error(
+    api: FakeApi, jira: JiraDestination
+) -> None:
+    """BC-13: 410 Gone from a search is reported, never read as zero results."""
+    gone = {"errorMessages": ["The requested API has been removed."]}
+    api.on("POST", f"{V3}/search/jql", Answer(410, gone))
+    with pytest.raises(PermanentError):
+        await jira.find(MARKER)
+
+
+async def test_v3_find_never_calls_the_removed_search(
+    api: FakeApi, jira: JiraDestination
+) -> None:
+    """BC-13: Jira Cloud (v3) uses /search/jql only."""
+    api.on("POST", f"{V3}/search/jql", Answer(200, {"issues": [], "isLast": True}))
+    await jira.find(MARKER)
+    assert [r.path for r in api.seen] == [f"{V3}/search/jql"]
 
 
 async def test_find_refuses_a_marker_that_could_break_the_jql(
@@ -507,7 +574,7 @@ async def test_get_reports_marker_state_status_and_comment_count(
     view = await jira.get(ISSUE, MARKER)
     assert (view.marker_present, view.is_open) == (True, True)
     assert (view.status, view.comment_count) == ("In Progress", 3)
-    assert api.seen[0].query["fields"] == "labels,status,summary,comment"
+    assert api.seen[0].query["fields"] == "labels,status,summary,comment,resolution"
 
 
 async def test_get_of_an_issue_in_the_done_category_is_not_open(
@@ -538,6 +605,120 @@ async def test_get_is_retried_after_a_503(
     api.on("GET", f"{V3}/issue/10001", Answer(503), issue([MARKER], "new"))
     assert (await jira.get(ISSUE, MARKER)).marker_present
     assert len(sleeps.waits) == 1
+
+
+async def test_cloud_assignee_is_sent_as_an_account_id(
+    api: FakeApi, sleeps: Sleeps
+) -> None:
+    """BC-15: Jira Cloud identifies users by accountId only."""
+    client = make_jira(api, 3, sleeps, assignee_account_id="acct-placeholder-0001")
+    created(api)
+    await client.create(make_event(), MARKER)
+    await client.close()
+    [request] = api.seen
+    assert request.json["fields"]["assignee"] == {"accountId": "acct-placeholder-0001"}
+
+
+def test_cloud_assignee_by_name_is_refused_at_config_load() -> None:
+    """BC-15: a name-only assignee cannot work on Cloud; say what to set."""
+    with pytest.raises(ValueError, match="set assignee_account_id"):
+        JiraSettings(
+            type="jira",
+            url="http://127.0.0.1:9/",
+            project="OPS",
+            email="a@b",
+            token="t",
+            assignee="jdoe",
+        )
+
+
+async def test_refused_assignee_still_creates_the_ticket_unassigned(
+    api: FakeApi, sleeps: Sleeps
+) -> None:
+    """BC-15: the assignment failing must not lose the ticket."""
+    client = make_jira(api, 3, sleeps, assignee_account_id="acct-gone")
+    refusal = {
+        "errorMessages": [],
+        "errors": {"assignee": "User 'acct-gone' does not exist."},
+    }
+    api.on(
+        "POST",
+        f"{V3}/issue",
+        Answer(400, refusal),
+        Answer(201, {"id": "10001", "key": "OPS-7"}),
+    )
+    assert await client.create(make_event(), MARKER) == ISSUE
+    await client.close()
+    assert "assignee" not in api.seen[1].json["fields"]
+
+
+async def test_get_reports_the_resolution_of_a_done_issue(
+    api: FakeApi, jira: JiraDestination
+) -> None:
+    answer = issue([MARKER], "done")
+    answer.json["fields"]["resolution"] = {"name": "Won't Fix"}
+    api.on("GET", f"{V3}/issue/10001", answer)
+    assert (await jira.get(ISSUE, MARKER)).resolution == "Won't Fix"
+
+
+# --- reopen ---------------------------------------------------------------------
+
+
+async def test_reopen_applies_the_reopen_transition_and_comments(
+    api: FakeApi, jira: JiraDestination
+) -> None:
+    api.on(
+        "GET",
+        f"{V3}/issue/10001",
+        Answer(200, {"fields": {"status": issue_status("done")}}),
+    )
+    api.on(
+        "GET", f"{V3}/issue/10001/transitions", transitions(("41", "Reopen", "Open"))
+    )
+    api.on("POST", f"{V3}/issue/10001/transitions", Answer(204))
+    api.on("POST", f"{V3}/issue/10001/comment", Answer(201, {"id": "1"}))
+
+    await jira.reopen(ISSUE, make_event())
+
+    posts = [r for r in api.seen if r.method == "POST"]
+    assert posts[0].json == {"transition": {"id": "41"}}
+    assert posts[1].path.endswith("/comment")
+
+
+async def test_reopen_without_the_named_transition_is_a_permanent_error(
+    api: FakeApi, jira: JiraDestination
+) -> None:
+    api.on(
+        "GET",
+        f"{V3}/issue/10001",
+        Answer(200, {"fields": {"status": issue_status("done")}}),
+    )
+    api.on("GET", f"{V3}/issue/10001/transitions", transitions(("51", "Archive", "X")))
+    with pytest.raises(PermanentError, match="no transition 'Reopen'"):
+        await jira.reopen(ISSUE, make_event())
+
+
+async def test_follow_ups_never_edit_issue_fields(
+    api: FakeApi, jira: JiraDestination
+) -> None:
+    """A person's summary, priority, assignee or labels are never overwritten."""
+    api.on(
+        "GET",
+        f"{V3}/issue/10001",
+        Answer(200, {"fields": {"status": issue_status("new")}}),
+    )
+    api.on("GET", f"{V3}/issue/10001/transitions", transitions(("31", "Done", "Done")))
+    api.on("POST", f"{V3}/issue/10001/transitions", Answer(204))
+    api.on("POST", f"{V3}/issue/10001/comment", Answer(201, {"id": "1"}))
+
+    await jira.comment(ISSUE, make_event())
+    await jira.resolve(ISSUE, make_event(kind=EventKind.RECOVERY))
+    await jira.note(ISSUE, "Twin ticket: snow_old INC0010001")
+
+    assert {r.method for r in api.seen} <= {"GET", "POST"}
+    for request in api.seen:
+        if request.method == "POST":
+            assert set(request.json) <= {"body", "transition"}
 
 
 def test_build_destination_makes_a_jira_client() -> None:

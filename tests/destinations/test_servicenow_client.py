@@ -294,15 +294,78 @@ async def test_comment_on_a_missing_record_is_ticket_not_found(
 # --- find and get -----------------------------------------------------------------
 
 
-async def test_find_queries_correlation_id_with_limit_two(
+async def test_find_queries_correlation_id_and_reads_it_back(
     api: FakeApi, snow: ServiceNowDestination
 ) -> None:
     api.on("GET", TABLE, Answer(200, {"result": [record()["result"]]}))
     assert await snow.find(MARKER) == RECORD
     query = api.seen[0].query
     assert query["sysparm_query"] == f"correlation_id={MARKER}"
-    assert query["sysparm_fields"] == "sys_id,number,state,correlation_id"
-    assert query["sysparm_limit"] == "2"
+    assert "correlation_id" in query["sysparm_fields"].split(",")
+    assert query["sysparm_limit"] == "5"
+
+
+async def test_find_refuses_rows_that_do_not_carry_the_marker(
+    api: FakeApi, snow: ServiceNowDestination
+) -> None:
+    """BC-11: an ignored query condition returns the whole table; update nothing."""
+    rows = [
+        {"sys_id": "s1", "number": "INC0001146", "state": "1"},
+        {"sys_id": "s2", "number": "INC0001147", "state": "2"},
+    ]
+    api.on(
+        "GET", TABLE, Answer(200, {"result": rows}, headers={"X-Total-Count": "8123"})
+    )
+    with pytest.raises(PermanentError, match="ignored the condition"):
+        await snow.find(MARKER)
+
+
+async def test_find_refuses_several_open_records_with_one_marker(
+    api: FakeApi, snow: ServiceNowDestination
+) -> None:
+    """BC-11: never an arbitrary pick among genuine matches."""
+    rows = [
+        record(sys_id="s1", number="INC1")["result"],
+        record(sys_id="s2", number="INC2")["result"],
+    ]
+    api.on("GET", TABLE, Answer(200, {"result": rows}))
+    with pytest.raises(PermanentError, match="2 records carry"):
+        await snow.find(MARKER)
+
+
+async def test_find_prefers_the_single_open_record_among_matches(
+    api: FakeApi, snow: ServiceNowDestination
+) -> None:
+    """BC-11: one open match among resolved ones is the incident's ticket."""
+    rows = [
+        record(sys_id="s1", number="INC1", state="6")["result"],
+        record()["result"],
+    ]
+    api.on("GET", TABLE, Answer(200, {"result": rows}))
+    assert await snow.find(MARKER) == RECORD
+
+
+async def test_reopen_sets_in_progress_with_the_event_as_comment(
+    api: FakeApi, snow: ServiceNowDestination
+) -> None:
+    api.on("PATCH", f"{TABLE}/{SYS_ID}", Answer(200, record(state="2")))
+    await snow.reopen(RECORD, make_event())
+    body = api.seen[0].json
+    assert body["state"] == "2"
+    assert set(body) == {"state", "comments"}
+
+
+async def test_follow_ups_send_no_field_a_person_may_have_edited(
+    api: FakeApi, snow: ServiceNowDestination
+) -> None:
+    """Only journal, state and resolution fields change after the create."""
+    api.on("PATCH", f"{TABLE}/{SYS_ID}", Answer(200, record()))
+    await snow.comment(RECORD, make_event())
+    await snow.resolve(RECORD, make_event(kind=EventKind.RECOVERY))
+    await snow.note(RECORD, "Twin ticket: jira_new OPS-12")
+    allowed = {"comments", "state", "close_code", "close_notes"}
+    for request in api.seen:
+        assert set(request.json) <= allowed
 
 
 async def test_find_returns_none_for_an_empty_result(

@@ -122,7 +122,9 @@ async def test_recovery_after_a_plain_text_429_waits_and_is_verified(
 ) -> None:
     await open_ticket(bench, api)
     recovery = await bench.add("r1", "recovery")
-    api.on("GET", ONE, bench.ticket("open"), bench.ticket("open"))
+    # The sender reads the ticket before its first resolve, the client before
+    # each PUT; it stays open until the second PUT applies.
+    api.on("GET", ONE, *[bench.ticket("open")] * 3)
     api.on("GET", ONE, bench.ticket("solved"))
     api.on("PUT", ONE, LIMITED, bench.ticket("solved"))
 
@@ -140,9 +142,10 @@ async def test_a_200_that_did_not_apply_is_caught_and_the_update_redone(
 ) -> None:
     await open_ticket(bench, api)
     recovery = await bench.add("r1", "recovery")
-    # Before the first PUT, after it (unchanged!), before the second, after it.
-    api.on("GET", ONE, bench.ticket("open"), bench.ticket("open"))
-    api.on("GET", ONE, bench.ticket("open"), bench.ticket("solved"))
+    # The sender's read, the client's before the first PUT, after it
+    # (unchanged!), before the second, after it.
+    api.on("GET", ONE, *[bench.ticket("open")] * 4)
+    api.on("GET", ONE, bench.ticket("solved"))
     api.on("PUT", ONE, bench.ticket("open"), bench.ticket("solved"))
 
     assert await bench.run(recovery) == "retrying"

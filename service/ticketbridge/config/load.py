@@ -168,5 +168,7 @@ def summarise(config: Config) -> str:
     lines.append("routes (first match wins):")
     for route in config.routes:
         target = "drop" if route.drop else ", ".join(route.destinations)
+        if route.mode is not None:
+            target = f"{route.mode} (old: {route.old}, new: {route.new})"
         lines.append(f"  {route.name}: -> {target}")
     return "\n".join(lines)

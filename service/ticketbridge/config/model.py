@@ -57,6 +57,11 @@ def _lower_keys(value: dict[str, T]) -> dict[str, T]:
     return lowered
 
 
+EventKindName = Literal[
+    "problem", "recovery", "acknowledgement", "flapping", "downtime", "update"
+]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -96,6 +101,9 @@ class JiraSettings(HttpSettings):
     email: str | None = None
     token: SecretStr | None = None
     resolve_transition: str = "Done"
+    reopen_transition: str = Field(
+        "Reopen", description="transition (or target status) that reopens an issue"
+    )
     label_prefix: str = "tb"
     priority_map: dict[str, str] = Field(
         default_factory=lambda: dict(JIRA_PRIORITIES),
@@ -107,10 +115,22 @@ class JiraSettings(HttpSettings):
     def _lower_severities(cls, value: dict[str, str]) -> dict[str, str]:
         return _lower_keys(value)
 
+    # Jira Cloud knows users only by accountId (GDPR strict mode); a user name
+    # is for Data Center only.
+    assignee_account_id: str | None = Field(None, min_length=1)
+    assignee: str | None = Field(None, min_length=1, description="Data Center only")
+
     @model_validator(mode="after")
     def _auth_matches_version(self) -> JiraSettings:
         if self.api_version == 3 and not self.email:
             raise ValueError("email is required for api_version 3 (Jira Cloud)")
+        if self.api_version == 3 and self.assignee:
+            raise ValueError(
+                "assignee: Jira Cloud (api_version 3) accepts only an accountId; "
+                "set assignee_account_id instead"
+            )
+        if self.assignee and self.assignee_account_id:
+            raise ValueError("give assignee or assignee_account_id, not both")
         return self
 
 
@@ -128,6 +148,7 @@ class ServiceNowSettings(HttpSettings):
     password: SecretStr | None = None
     close_code: str = "Solved (Permanently)"
     resolved_state: str = "6"
+    reopened_state: str = Field("2", description="state a reopened incident gets")
     caller_id: str | None = None
     assignment_group: str | None = None
     priority_map: dict[str, ImpactUrgency] = Field(
@@ -279,28 +300,109 @@ class Match(Strict):
     """Globs on the common fields; `fields` tests any event field or raw field."""
 
     source: str | None = None
-    kind: list[Literal["problem", "recovery", "acknowledgement", "update"]] | None = (
-        None
-    )
+    kind: list[EventKindName] | None = None
     severity: str | None = None
     host: str | None = None
     check: str | None = None
     fields: dict[str, FieldMatch] = Field(default_factory=dict)
 
 
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a text such as "90", "15m", "1h", "2d"."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 1h, got a boolean")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        found = DURATION.match(str(value))
+        if found is None:
+            text = str(value)[:40]
+            raise ValueError(f"{text!r} is not a duration (e.g. 90s, 15m, 1h)")
+        seconds = float(found.group(1)) * DURATION_UNITS[found.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+class Lifecycle(Strict):
+    """What a route does with each event of an incident; defaults need no config."""
+
+    on_repeat: Literal["comment", "ignore"] = "comment"
+    resolve_on_recovery: bool = True
+    reopen_window: float = Field(
+        0.0, description="seconds after a resolve in which a problem reopens; 0 never"
+    )
+    wont_fix: list[str] = Field(
+        default_factory=lambda: [
+            "Won't Fix",
+            "Won't Do",
+            "Duplicate",
+            "Cannot Reproduce",
+        ],
+        description="resolutions that are never reopened (compared case-insensitively)",
+    )
+    on_acknowledgement: Literal["comment", "ignore"] = "comment"
+    on_flapping: Literal["comment", "ignore"] = "comment"
+    on_downtime: Literal["comment", "ignore"] = "comment"
+
+    @field_validator("reopen_window", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration(value)
+
+
+DEFAULT_LIFECYCLE = Lifecycle()
+
+Mode = Literal["old", "new", "mirror", "shadow"]
+
+
 class Route(Strict):
+    """Where matching events go: a `destinations` list, or a migration `mode`.
+
+    With `mode`, `old` and `new` name the two systems: `old` or `new` sends
+    to one of them, `mirror` to both (each ticket notes its twin), `shadow`
+    to `old` while the `new` system's ticket is only rendered and logged.
+    """
+
     name: str = Field(pattern=NAME)
     match: Match = Field(default_factory=Match)
     destinations: list[str] = Field(default_factory=list)
     drop: bool = False
+    mode: Mode | None = None
+    old: str | None = None
+    new: str | None = None
+    lifecycle: Lifecycle = DEFAULT_LIFECYCLE
 
     @model_validator(mode="after")
     def _drop_or_send(self) -> Route:
+        if self.mode is not None:
+            return self._check_mode()
+        if self.old or self.new:
+            raise ValueError("old and new are used with mode: old|new|mirror|shadow")
         if self.drop and self.destinations:
             raise ValueError("a drop route names no destinations")
         if not self.drop and not self.destinations:
             raise ValueError("name at least one destination, or set drop: true")
         return self
+
+    def _check_mode(self) -> Route:
+        if self.drop or self.destinations:
+            raise ValueError(
+                f"mode {self.mode} takes old and new, not destinations or drop"
+            )
+        if not self.old or not self.new:
+            raise ValueError(f"mode {self.mode} needs both old and new destinations")
+        if self.old == self.new:
+            raise ValueError("old and new must be two different destinations")
+        return self
+
+    def named_destinations(self) -> list[str]:
+        """Every destination the route refers to, for reference checks."""
+        return [*self.destinations, *(d for d in (self.old, self.new) if d)]
 
 
 class LedgerSettings(Strict):
@@ -353,7 +455,7 @@ class Config(BaseSettings):
             if route.name in seen:
                 raise ValueError(f"routes: route name {route.name!r} used twice")
             seen.add(route.name)
-            for dest in route.destinations:
+            for dest in route.named_destinations():
                 if dest not in self.destinations:
                     raise ValueError(
                         f"routes.{route.name}: unknown destination {dest!r} "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ticketbridge.events import Event
 
@@ -25,6 +25,8 @@ class TicketView:
     is_open: bool
     status: str
     comment_count: int | None = None
+    # How the ticket was closed (Jira resolution, ServiceNow close_code), if known.
+    resolution: str = ""
 
 
 class DestinationError(Exception):
@@ -93,3 +95,28 @@ class Destination(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+# What some destinations offer beyond `Destination`; the sender checks for
+# them and falls back (a new ticket instead of a reopen) where they are absent.
+
+
+@runtime_checkable
+class Reopens(Protocol):
+    async def reopen(self, ticket: TicketRef, event: Event) -> None:
+        """Bring a resolved ticket back to an open state, with the event as note."""
+        ...
+
+
+@runtime_checkable
+class Notes(Protocol):
+    async def note(self, ticket: TicketRef, text: str) -> None:
+        """Add a plain-text comment that is not an event (e.g. a twin's key)."""
+        ...
+
+
+@runtime_checkable
+class Previews(Protocol):
+    async def preview(self, event: Event, marker: str) -> dict[str, Any]:
+        """The fields `create` would send, checked as far as can be done offline."""
+        ...

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 # Jira answers "Summary must be less than 255 characters".
 SUMMARY_LIMIT = 254
 DESCRIPTION_LIMIT = 32767
+# A lookup by marker expects one issue; a few pages are enough to see that
+# there are several, without walking a whole project if the query misfires.
+FIND_PAGE_SIZE = 20
+FIND_PAGES = 3
 
 
 class JiraDestination:
@@ -67,7 +71,40 @@ class JiraDestination:
         )
 
     async def create(self, event: Event, marker: str) -> TicketRef:
-        """Open an issue labelled with `marker`, its text from the templates."""
+        """Open an issue labelled with `marker`, its text from the templates.
+
+        Fields are sent only here: afterwards the bridge only comments and
+        transitions, so whatever a person edits on the issue stays theirs.
+        """
+        fields = await self.preview(event, marker)
+
+        try:
+            reply = await self._http.request(
+                "create", "POST", f"{self._api}/issue", json={"fields": fields}
+            )
+        except PermanentError as exc:
+            if "assignee" not in fields or not _about_assignee(exc):
+                raise
+            # The ticket matters more than who it is assigned to (BC-15).
+            log.error(
+                "assignee refused, creating the ticket unassigned: %s",
+                exc,
+                extra={"destination": self.name, "marker": marker},
+            )
+            fields.pop("assignee")
+            reply = await self._http.request(
+                "create", "POST", f"{self._api}/issue", json={"fields": fields}
+            )
+
+        try:
+            ref = TicketRef(_id(reply.body, "id"), _id(reply.body, "key"))
+        except MissingField as exc:
+            raise self._http.unexpected("create", exc) from exc
+        log.info("ticket created", extra=self._fields(ref, marker=marker))
+        return ref
+
+    async def preview(self, event: Event, marker: str) -> dict[str, Any]:
+        """The fields of the create request, for `create` and shadow mode."""
         check_marker(marker)
         text = await render(
             self._templates,
@@ -89,17 +126,41 @@ class JiraDestination:
             fields["priority"] = {"name": priority}
         for field, value in text.fields.items():
             fields[field] = self._fit(field, value, DESCRIPTION_LIMIT)
+        if self.settings.assignee_account_id:
+            fields["assignee"] = {"accountId": self.settings.assignee_account_id}
+        elif self.settings.assignee:
+            fields["assignee"] = {"name": self.settings.assignee}
+        return fields
 
-        reply = await self._http.request(
-            "create", "POST", f"{self._api}/issue", json={"fields": fields}
+    async def note(self, ticket: TicketRef, text: str) -> None:
+        """Add a plain-text comment."""
+        await self._comment("comment", ticket, text)
+
+    async def reopen(self, ticket: TicketRef, event: Event) -> None:
+        """Apply the reopen transition, then add the event as a comment.
+
+        An issue no longer in the done category is left as it is, so a
+        repeated reopen is harmless.
+        """
+        text = await render(
+            self._templates, event, destination=self.name, operation="comment"
         )
-
-        try:
-            ref = TicketRef(_id(reply.body, "id"), _id(reply.body, "key"))
-        except MissingField as exc:
-            raise self._http.unexpected("create", exc) from exc
-        log.info("ticket created", extra=self._fields(ref, marker=marker))
-        return ref
+        if not await self._is_done(ticket, "reopen"):
+            log.info("ticket already open", extra=self._fields(ticket))
+        else:
+            transition = await self._transition_id(
+                ticket, "reopen", self.settings.reopen_transition
+            )
+            await self._http.request(
+                "reopen",
+                "POST",
+                f"{self._issue(ticket)}/transitions",
+                json={"transition": {"id": transition}},
+                body="none",
+                ticket=ticket.key,
+            )
+            log.info("ticket reopened", extra=self._fields(ticket))
+        await self._comment("reopen", ticket, text.comment)
 
     async def comment(self, ticket: TicketRef, event: Event) -> None:
         """Add the event as a comment: its summary and description."""
@@ -120,11 +181,13 @@ class JiraDestination:
         text = await render(
             self._templates, event, destination=self.name, operation="resolve"
         )
-        if await self._is_done(ticket):
+        if await self._is_done(ticket, "resolve"):
             log.info("ticket already resolved", extra=self._fields(ticket))
             return
 
-        transition = await self._transition_id(ticket)
+        transition = await self._transition_id(
+            ticket, "resolve", self.settings.resolve_transition
+        )
 
         await self._http.request(
             "resolve",
@@ -144,35 +207,91 @@ class JiraDestination:
             log.warning("resolve note not added: %s", exc, extra=self._fields(ticket))
 
     async def find(self, marker: str) -> TicketRef | None:
-        """Search the project for an issue labelled `marker`.
+        """Search the project for the one issue labelled exactly `marker`.
 
-        On Jira Cloud the search index lags behind writes; the sender only
+        Jira Cloud searches with POST /rest/api/3/search/jql (the old /search
+        answers 410 there: a permanent error, never "nothing found"), asking
+        for labels and status explicitly, since the new endpoint returns bare
+        ids otherwise, and following nextPageToken. Data Center pages the old
+        /rest/api/2/search by startAt. Only issues whose labels hold the
+        marker count; several such issues are refused unless exactly one is
+        open (BC-11). On Cloud the index lags behind writes; the sender only
         searches after a failed create, by which time it has usually caught up.
         """
         check_marker(marker)
         project = quote_jql(self.settings.project)
         jql = f"project = {project} AND labels = {quote_jql(marker)}"
 
-        if self._v == 3:
-            search = {"jql": jql, "fields": ["labels", "status"], "maxResults": 2}
-            reply = await self._http.request(
-                "find", "POST", f"{self._api}/search/jql", json=search
-            )
-        else:
-            params = {"jql": jql, "fields": "labels,status", "maxResults": "2"}
-            reply = await self._http.get("find", f"{self._api}/search", params=params)
-
         try:
-            return self._first_issue(reply.body, marker)
+            issues = await self._search(jql)
+            return self._only_match(issues, marker)
         except MissingField as exc:
             raise self._http.unexpected("find", exc) from exc
+
+    async def _search(self, jql: str) -> list[Any]:
+        issues: list[Any] = []
+        token: str | None = None
+        for _ in range(FIND_PAGES):
+            if self._v == 3:
+                search: dict[str, Any] = {
+                    "jql": jql,
+                    "fields": ["labels", "status"],
+                    "maxResults": FIND_PAGE_SIZE,
+                }
+                if token:
+                    search["nextPageToken"] = token
+                reply = await self._http.request(
+                    "find", "POST", f"{self._api}/search/jql", json=search
+                )
+            else:
+                params = {
+                    "jql": jql,
+                    "fields": "labels,status",
+                    "maxResults": str(FIND_PAGE_SIZE),
+                    "startAt": str(len(issues)),
+                }
+                reply = await self._http.get(
+                    "find", f"{self._api}/search", params=params
+                )
+            page = dig(reply.body, "issues", kind=list)
+            issues += page
+            token = _next_page(reply.body, self._v, len(issues))
+            if token is None or (self._v == 2 and not page):
+                break
+        return issues
+
+    def _only_match(self, issues: list[Any], marker: str) -> TicketRef | None:
+        matches = [i for i in issues if marker in _labels(i)]
+        if not matches and issues:
+            raise PermanentError(
+                f"{self.name} find: the search for label {marker} returned "
+                f"{len(issues)} issue(s) without that label; refusing to pick one"
+            )
+        if not matches:
+            return None
+        if len(matches) == 1:
+            return TicketRef(_id(matches[0], "id"), _id(matches[0], "key"))
+
+        keys = ", ".join(str(i.get("key")) for i in matches)
+        still_open = [i for i in matches if not _done(i)]
+        log.warning(
+            "several tickets carry one marker",
+            extra={"destination": self.name, "marker": marker, "tickets": keys},
+        )
+        if len(still_open) == 1:
+            return TicketRef(_id(still_open[0], "id"), _id(still_open[0], "key"))
+        raise PermanentError(
+            f"{self.name} find: {len(matches)} issues carry label {marker} "
+            f"({keys}) and {len(still_open)} of them are open; "
+            "close the duplicates by hand"
+        )
 
     async def get(self, ticket: TicketRef, marker: str) -> TicketView:
         """Read the issue back: labels, status category and comment count."""
         reply = await self._http.get(
             "get",
             self._issue(ticket),
-            params={"fields": "labels,status,summary,comment"},
+            params={"fields": "labels,status,summary,comment,resolution"},
             ticket=ticket.key,
         )
 
@@ -183,12 +302,16 @@ class JiraDestination:
         except MissingField as exc:
             raise self._http.unexpected("get", exc) from exc
         total = _comment_total(reply.body["fields"])
+        resolution = reply.body["fields"].get("resolution")
         return TicketView(
             ref=TicketRef(ticket.id, key),
             marker_present=marker in labels,
             is_open=_category(status) != "done",
             status=str(status.get("name", "")),
             comment_count=total,
+            resolution=str(resolution.get("name") or "")
+            if isinstance(resolution, dict)
+            else "",
         )
 
     async def close(self) -> None:
@@ -206,9 +329,9 @@ class JiraDestination:
             ticket=ticket.key,
         )
 
-    async def _is_done(self, ticket: TicketRef) -> bool:
+    async def _is_done(self, ticket: TicketRef, operation: str) -> bool:
         reply = await self._http.get(
-            "resolve",
+            operation,
             self._issue(ticket),
             params={"fields": "status"},
             ticket=ticket.key,
@@ -216,39 +339,29 @@ class JiraDestination:
         try:
             status = dig(reply.body, "fields", "status", kind=dict)
         except MissingField as exc:
-            raise self._http.unexpected("resolve", exc) from exc
+            raise self._http.unexpected(operation, exc) from exc
         return _category(status) == "done"
 
-    async def _transition_id(self, ticket: TicketRef) -> str:
+    async def _transition_id(
+        self, ticket: TicketRef, operation: str, wanted: str
+    ) -> str:
         reply = await self._http.get(
-            "resolve", f"{self._issue(ticket)}/transitions", ticket=ticket.key
+            operation, f"{self._issue(ticket)}/transitions", ticket=ticket.key
         )
         try:
             transitions = dig(reply.body, "transitions", kind=list)
         except MissingField as exc:
-            raise self._http.unexpected("resolve", exc) from exc
+            raise self._http.unexpected(operation, exc) from exc
 
-        chosen = choose_transition(transitions, self.settings.resolve_transition)
+        chosen = choose_transition(transitions, wanted)
         if chosen is None:
             names = [t.get("name") for t in transitions if isinstance(t, dict)]
             available = ", ".join(repr(n) for n in names) or "none"
             raise PermanentError(
-                f"{self.name} resolve: issue {ticket.key} has no transition "
-                f"{self.settings.resolve_transition!r} (available: {available})"
+                f"{self.name} {operation}: issue {ticket.key} has no transition "
+                f"{wanted!r} (available: {available})"
             )
         return chosen
-
-    def _first_issue(self, body: Any, marker: str) -> TicketRef | None:
-        issues = dig(body, "issues", kind=list)
-        if not issues:
-            return None
-
-        if len(issues) > 1:
-            log.warning(
-                "several tickets carry one marker",
-                extra={"destination": self.name, "marker": marker},
-            )
-        return TicketRef(_id(issues[0], "id"), _id(issues[0], "key"))
 
     def _fit(self, field: str, text: str, limit: int) -> str:
         return fit(self.name, field, text, limit)
@@ -312,6 +425,35 @@ def _authorization(settings: JiraSettings) -> tuple[str, list[str]]:
 def _category(status: dict[str, Any]) -> str:
     category = status.get("statusCategory")
     return str(category.get("key", "")) if isinstance(category, dict) else ""
+
+
+def _about_assignee(exc: PermanentError) -> bool:
+    """A 400 whose message names the assignee (or Cloud's accountId rule)."""
+    text = str(exc)
+    return exc.status == 400 and ("assignee" in text or "accountId" in text)
+
+
+def _labels(issue: Any) -> list[Any]:
+    fields = issue.get("fields") if isinstance(issue, dict) else None
+    labels = fields.get("labels") if isinstance(fields, dict) else None
+    return labels if isinstance(labels, list) else []
+
+
+def _done(issue: Any) -> bool:
+    fields = issue.get("fields") if isinstance(issue, dict) else None
+    status = fields.get("status") if isinstance(fields, dict) else None
+    return isinstance(status, dict) and _category(status) == "done"
+
+
+def _next_page(body: Any, version: int, seen: int) -> str | None:
+    """The next page's token (v3) or start index (v2), None on the last page."""
+    if version == 3:
+        token = body.get("nextPageToken")
+        if body.get("isLast") is True or not token:
+            return None
+        return str(token)
+    total = body.get("total")
+    return str(seen) if isinstance(total, int) and seen < total else None
 
 
 def _comment_total(fields: dict[str, Any]) -> int | None:

@@ -33,9 +33,11 @@ SHORT_DESCRIPTION_LIMIT = 160
 # No documented limit for description and journal fields: they are cut like
 # Jira's text fields, so one event cannot fill a record with megabytes.
 TEXT_LIMIT = 32767
-FIELDS = "sys_id,number,state,correlation_id"
+FIELDS = "sys_id,number,state,correlation_id,close_code"
 # Incident states from 6 (Resolved) up are closed ones.
 FIRST_CLOSED_STATE = 6
+# One record is expected; a few more show an ambiguity or a dropped condition.
+FIND_LIMIT = 5
 
 
 class ServiceNowDestination:
@@ -67,7 +69,21 @@ class ServiceNowDestination:
         )
 
     async def create(self, event: Event, marker: str) -> TicketRef:
-        """Insert a record whose correlation_id is `marker`."""
+        """Insert a record whose correlation_id is `marker`.
+
+        Fields are sent only here: later updates carry only the journal, the
+        state and the resolution fields, so a person's edits stay theirs.
+        """
+        record = await self.preview(event, marker)
+
+        reply = await self._http.request("create", "POST", self._table, json=record)
+
+        ref = self._ref("create", reply.body)
+        log.info("ticket created", extra=self._fields(ref, marker=marker))
+        return ref
+
+    async def preview(self, event: Event, marker: str) -> dict[str, Any]:
+        """The record of the create request, for `create` and shadow mode."""
         check_marker(marker)
         text = await render(
             self._templates,
@@ -94,12 +110,24 @@ class ServiceNowDestination:
             record["caller_id"] = self.settings.caller_id
         if self.settings.assignment_group:
             record["assignment_group"] = self.settings.assignment_group
+        return record
 
-        reply = await self._http.request("create", "POST", self._table, json=record)
+    async def note(self, ticket: TicketRef, text: str) -> None:
+        """Add plain text to the comments journal."""
+        await self._update("comment", ticket, {"comments": text})
 
-        ref = self._ref("create", reply.body)
-        log.info("ticket created", extra=self._fields(ref, marker=marker))
-        return ref
+    async def reopen(self, ticket: TicketRef, event: Event) -> None:
+        """Set the record back to `reopened_state` (In Progress), with the event.
+
+        Only the state and the journal change; the resolution fields stay as
+        the record's history.
+        """
+        text = await render(
+            self._templates, event, destination=self.name, operation="comment"
+        )
+        change = {"state": self.settings.reopened_state, "comments": text.comment}
+        await self._update("reopen", ticket, change)
+        log.info("ticket reopened", extra=self._fields(ticket))
 
     async def comment(self, ticket: TicketRef, event: Event) -> None:
         """Add the event to the record's comments journal."""
@@ -128,17 +156,20 @@ class ServiceNowDestination:
         log.info("ticket resolved", extra=self._fields(ticket))
 
     async def find(self, marker: str) -> TicketRef | None:
-        """Look the record up by correlation_id.
+        """Look the record up by correlation_id; only exact matches count.
 
         The marker's charset keeps `^`, the encoded-query separator, out of the
         query, so the lookup cannot grow into another condition; the value is
-        checked again where the query is built.
+        checked again where the query is built. An instance drops a condition
+        it cannot apply and returns every row (BC-11), so rows are checked
+        here: rows that do not carry the marker are refused as a
+        configuration fault, and several that do as ambiguous.
         """
         check_marker(marker)
         params = {
             "sysparm_query": f"correlation_id={encoded_query_value(marker)}",
             "sysparm_fields": FIELDS,
-            "sysparm_limit": "2",
+            "sysparm_limit": str(FIND_LIMIT),
         }
 
         try:
@@ -172,6 +203,7 @@ class ServiceNowDestination:
             marker_present=result.get("correlation_id") == marker,
             is_open=int(state) < FIRST_CLOSED_STATE,
             status=state,
+            resolution=str(result.get("close_code") or ""),
         )
 
     async def close(self) -> None:
@@ -195,15 +227,33 @@ class ServiceNowDestination:
             results = dig(body, "result", kind=list)
         except MissingField as exc:
             raise self._http.unexpected("find", exc) from exc
-        if not results:
+        rows = [r for r in results if isinstance(r, dict)]
+        matches = [r for r in rows if r.get("correlation_id") == marker]
+        if not matches and rows:
+            raise PermanentError(
+                f"{self.name} find: the lookup by correlation_id={marker} returned "
+                f"{len(rows)} record(s) without it; the instance ignored the "
+                f"condition (is correlation_id readable on table "
+                f"{self.settings.table}?)"
+            )
+        if not matches:
             return None
 
-        if len(results) > 1:
+        still_open = [r for r in matches if _is_open_state(r.get("state"))]
+        chosen = matches if len(matches) == 1 else still_open
+        if len(matches) > 1:
             log.warning(
                 "several tickets carry one marker",
                 extra={"destination": self.name, "marker": marker},
             )
-        return self._ref("find", {"result": results[0]})
+        if len(chosen) != 1:
+            numbers = ", ".join(str(r.get("number")) for r in matches)
+            raise PermanentError(
+                f"{self.name} find: {len(matches)} records carry correlation_id "
+                f"{marker} ({numbers}), {len(still_open)} open; "
+                "close the duplicates by hand"
+            )
+        return self._ref("find", {"result": chosen[0]})
 
     def _ref(self, operation: str, body: Any) -> TicketRef:
         try:
@@ -221,6 +271,11 @@ class ServiceNowDestination:
 
     def _fields(self, ticket: TicketRef, **more: object) -> dict[str, object]:
         return {"destination": self.name, "ticket": ticket.key, **more}
+
+
+def _is_open_state(state: object) -> bool:
+    text = str(state or "")
+    return text.isdigit() and int(text) < FIRST_CLOSED_STATE
 
 
 def _authorization(settings: ServiceNowSettings) -> tuple[str, list[str]]:

@@ -107,6 +107,11 @@ class WebhookDestination:
         await self._post("resolve", check_marker(ticket.key), event, ticket)
         log.info("ticket resolved", extra=self._fields(ticket))
 
+    async def reopen(self, ticket: TicketRef, event: Event) -> None:
+        """POST the event as `reopen`."""
+        await self._post("reopen", check_marker(ticket.key), event, ticket)
+        log.info("ticket reopened", extra=self._fields(ticket))
+
     async def find(self, marker: str) -> TicketRef | None:
         """Ask the verify URL for the marker; without one nothing can be found."""
         check_marker(marker)

@@ -44,13 +44,15 @@ EXIT_INVALID = 2
 # Icinga 1 exports the same macros under its own prefix.
 ENV_PREFIXES = ("NAGIOS_", "ICINGA_")
 
-# Notification types that are not a state change become updates (comments).
+# Notification types that are not a state change become comments; flapping
+# and downtime keep their own kind so that a route can choose to ignore them.
 STATE_KINDS = {
     "PROBLEM": "problem",
     "RECOVERY": "recovery",
     "ACKNOWLEDGEMENT": "acknowledgement",
+    "CUSTOM": "update",
 }
-UPDATE_PREFIXES = ("FLAPPING", "DOWNTIME", "CUSTOM")
+PREFIX_KINDS = (("FLAPPING", "flapping"), ("DOWNTIME", "downtime"))
 
 FILE_MODE = 0o640
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -160,7 +162,11 @@ def check_event(data: Mapping[str, Any]) -> None:
 def event_id(data: Mapping[str, Any]) -> str:
     """Same notification, same id: a retried notify is stored only once.
 
-    Nagios gives each notification an id and a time; without either (a run
+    Nagios runs the command once per contact (BC-06), with one notification
+    id for all of them but a $TIMET$ read per run, which can cross a second:
+    so with a notification id the time is left out, and the contact never
+    counts. The last state change tells episodes apart should the ids start
+    over (Nagios without state retention). Without a notification id (a run
     by hand) the current time stands in, so such runs are all distinct.
     """
     parts = [
@@ -169,9 +175,15 @@ def event_id(data: Mapping[str, Any]) -> str:
         data.get("check", ""),
         data.get("notification_type") or data["kind"],
         data.get("problem_id", ""),
-        data.get("notification_id", ""),
-        data.get("occurred_at", ""),
     ]
+    if data.get("notification_id"):
+        parts += [
+            data["notification_id"],
+            data.get("notification_number", ""),
+            data.get("last_state_change", ""),
+        ]
+    else:
+        parts += ["", data.get("occurred_at", "")]
     digest = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8"))
     return f"nagios-{digest.hexdigest()[:24]}"
 
@@ -234,6 +246,7 @@ def _macro_fields(macros: _Macros) -> dict[str, Any]:
         "last_problem_id": last_problem_id,
         "notification_id": macros.get(f"{obj}NOTIFICATIONID"),
         "notification_number": macros.get(f"{obj}NOTIFICATIONNUMBER"),
+        "last_state_change": macros.get(f"LAST{obj}STATECHANGE"),
         "state_type": macros.get(f"{obj}STATETYPE"),
         "attempt": macros.get(f"{obj}ATTEMPT"),
         "occurred_at": _occurred_at(macros),
@@ -247,8 +260,9 @@ def _kind(notification_type: str) -> str:
         return ""
     if notification_type in STATE_KINDS:
         return STATE_KINDS[notification_type]
-    if notification_type.startswith(UPDATE_PREFIXES):
-        return "update"
+    for prefix, kind in PREFIX_KINDS:
+        if notification_type.startswith(prefix):
+            return kind
     raise NotifyError(
         f"NAGIOS_NOTIFICATIONTYPE: unknown notification type {notification_type!r}"
     )
