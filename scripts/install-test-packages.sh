@@ -1,28 +1,39 @@
 #!/usr/bin/env bash
-# Installs the real systems that the realsystem tests start on loopback.
-# Quick and silent when everything is already there; needs root otherwise.
+# Installs the real systems that the realsystem tests start on loopback:
+# Nagios 4 (with the basic plugins) and Prometheus (its promtool checks the
+# alert rules). Quick and silent when everything is already there, without
+# touching the network; needs root otherwise.
 set -euo pipefail
 
-packages=(nagios4-core monitoring-plugins-basic)
+wanted=(nagios4-core monitoring-plugins-basic prometheus)
 
-if command -v nagios4 > /dev/null 2>&1 && getent passwd nagios > /dev/null; then
+installed() {
+  dpkg-query -W -f '${Status}' "$1" 2> /dev/null | grep -q 'install ok installed'
+}
+
+packages=()
+for package in "${wanted[@]}"; do
+  installed "$package" || packages+=("$package")
+done
+if [ "${#packages[@]}" -eq 0 ]; then
   exit 0
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "install-test-packages: nagios4 is missing and installing it needs root" >&2
+  echo "install-test-packages: ${packages[*]} missing and installing needs root" >&2
   exit 1
 fi
 
 # nagios4-common needs a mailer. Without any MTA apt would choose exim4, a
 # listening daemon; dma is a small one that only delivers locally.
-if [ ! -e /usr/sbin/sendmail ] && ! dpkg-query -W -f '${Status}' dma 2> /dev/null \
-  | grep -q 'ok installed'; then
+if [[ " ${packages[*]} " == *" nagios4-core "* ]] && [ ! -e /usr/sbin/sendmail ] \
+  && ! installed dma; then
   packages+=(dma)
 fi
 
-# Package scripts must not start daemons (they would bind to every address):
-# policy-rc.d exiting 101 forbids it. Put one in place only for this install.
+# Package scripts must not start daemons (Nagios and Prometheus would listen
+# on every address): policy-rc.d exiting 101 forbids it. Put one in place only
+# for this install.
 policy=/usr/sbin/policy-rc.d
 saved_policy=""
 if [ -e "$policy" ]; then
@@ -43,10 +54,13 @@ chmod 0755 "$policy"
 export DEBIAN_FRONTEND=noninteractive
 
 # A fresh machine has no package lists yet; refresh only when apt cannot see
-# the package, so a second run does not touch the network.
-if ! apt-cache show nagios4-core > /dev/null 2>&1; then
-  apt-get update -q
-fi
+# a package we need, so a run with everything listed does not touch the network.
+for package in "${packages[@]}"; do
+  if ! apt-cache show "$package" > /dev/null 2>&1; then
+    apt-get update -q
+    break
+  fi
+done
 
 # Stale lists can name versions the mirror no longer has: refresh once, retry.
 echo "install-test-packages: installing ${packages[*]}"

@@ -28,7 +28,8 @@ class Bench:
         )
         self.ledger = ledger
         self.fake = fake
-        self.sender = Sender("jira", fake, settings, ledger, Metrics(), threshold)
+        self.metrics = Metrics()
+        self.sender = Sender("jira", fake, settings, ledger, self.metrics, threshold)
 
     async def add(self, event_id: str, kind: str = "problem") -> int:
         event = make_event(id=event_id, kind=kind)
@@ -153,3 +154,32 @@ async def test_verification_failure_keeps_the_write_and_reads_again(
     assert await bench.run(delivery) == "sent"
     assert await bench.run(delivery) == "verified"
     assert bench.fake.creates() == 1
+
+
+def rejections(bench: Bench, status: str) -> float | None:
+    return bench.metrics.registry.get_sample_value(
+        "ticketbridge_destination_rejections_total",
+        {"destination": "jira", "status": status},
+    )
+
+
+async def test_refused_credentials_are_counted_as_a_rejection(bench: Bench) -> None:
+    bench.fake.failures["create"] = [PermanentError("unauthorized", status=401)]
+    delivery = await bench.add("p1")
+
+    assert await bench.run(delivery) == "dead"
+    assert rejections(bench, "401") == 1
+    assert rejections(bench, "403") == 0
+
+
+async def test_other_failures_are_not_rejections(bench: Bench) -> None:
+    bench.fake.failures["create"] = [
+        PermanentError("field required", status=400),
+        TransientError("503", status=503),
+    ]
+
+    await bench.run(await bench.add("p1"))
+    await bench.run(await bench.add("p2"))
+
+    assert [rejections(bench, s) for s in ("401", "403", "404")] == [0, 0, 0]
+    assert rejections(bench, "400") is None
