@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -132,3 +133,30 @@ def test_failing_push_is_counted_and_never_disturbs_the_daemon(
     assert daemon.ready()
     assert "heartbeat push failed" in daemon.log()
     assert PUSH_SECRET not in daemon.log()
+
+
+def test_reload_can_turn_the_heartbeat_push_on(
+    daemon: Daemon, receiver: PushReceiver
+) -> None:
+    daemon.start()
+    daemon.config["health"]["push_url"] = f"{receiver.url}/ping"
+    daemon.write_config(daemon.config)
+
+    daemon.signal(signal.SIGHUP)
+
+    wait_until(lambda: receiver.paths, what="a push after the reload")
+    assert daemon.metric("ticketbridge_config_last_reload_successful") == 1
+
+
+def test_reload_that_moves_the_metrics_port_is_refused(daemon: Daemon) -> None:
+    daemon.start()
+    daemon.config["health"]["port"] = daemon.metrics_port + 1
+    daemon.write_config(daemon.config)
+
+    daemon.signal(signal.SIGHUP)
+
+    wait_until(
+        lambda: daemon.metric("ticketbridge_config_last_reload_successful") == 0,
+        what="reload refused",
+    )
+    assert "health.port: changing it needs a restart" in daemon.log()
