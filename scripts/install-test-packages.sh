@@ -66,3 +66,9 @@ done
 echo "install-test-packages: installing ${packages[*]}"
 install() { apt-get install -y -q --no-install-recommends "${packages[@]}"; }
 install || { apt-get update -q && install; }
+
+# The tests run their own Prometheus on loopback; the packaged service would
+# listen on every address at the next boot. Keep it off unless wanted.
+if [[ " ${packages[*]} " == *" prometheus "* ]]; then
+  systemctl disable prometheus.service > /dev/null 2>&1 || true
+fi
