@@ -81,9 +81,10 @@ class HeartbeatPush:
                 problem = "" if response.status < 400 else f"status {response.status}"
         except TimeoutError:
             problem = f"no answer within {seconds:g}s"
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            # The exception's text can quote the URL, credentials and all:
-            # only its type is logged.
+        except Exception as exc:
+            # Whatever goes wrong stays here: a push must not disturb the
+            # daemon. The exception's text can quote the URL, credentials and
+            # all, so only its type is logged.
             problem = type(exc).__name__
         self._report(url, problem)
 
