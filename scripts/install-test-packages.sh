@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the real systems that the realsystem tests start on loopback.
+# Installs the real systems that the realsystem tests start on loopback:
+# Nagios 4, Prometheus (and its promtool) and Redmine 5.
 # Quick and silent when everything is already there; needs root otherwise.
 # Each system has its own section that adds to `packages` when it is missing.
 set -euo pipefail
@@ -16,6 +17,17 @@ if ! { command -v nagios4 > /dev/null 2>&1 && getent passwd nagios > /dev/null; 
     | grep -q 'ok installed'; then
     packages+=(dma)
   fi
+fi
+
+# --- Prometheus (promtool checks the alert rules; a real server runs a test) --
+disable_packaged_prometheus() {
+  # The tests run their own Prometheus on loopback; the packaged service would
+  # listen on every address at the next boot. Keep it off unless wanted.
+  systemctl disable prometheus.service > /dev/null 2>&1 || true
+}
+if ! dpkg-query -W -f '${Status}' prometheus 2> /dev/null | grep -q 'ok installed'; then
+  packages+=(prometheus)
+  after_install+=(disable_packaged_prometheus)
 fi
 
 # --- Redmine 5 (SQLite) -------------------------------------------------------

@@ -37,12 +37,13 @@ class Bench:
         self.fake = fake
         self.minutes = 0
         self.rules = rules
+        self.metrics = Metrics()
         self.sender = Sender(
             "jira",
             fake,
             settings,
             ledger,
-            Metrics(),
+            self.metrics,
             threshold,
             rules=lambda route: self.rules,
         )
@@ -345,3 +346,32 @@ async def test_copies_of_one_notification_make_one_ticket_and_no_comments(
     assert await reason(bench, copies[1]) == "duplicate of event 2001"
     assert bench.fake.creates() == 1
     assert only_ticket(bench).comments == []
+
+
+def rejections(bench: Bench, status: str) -> float | None:
+    return bench.metrics.registry.get_sample_value(
+        "ticketbridge_destination_rejections_total",
+        {"destination": "jira", "status": status},
+    )
+
+
+async def test_refused_credentials_are_counted_as_a_rejection(bench: Bench) -> None:
+    bench.fake.failures["create"] = [PermanentError("unauthorized", status=401)]
+    delivery = await bench.add("p1")
+
+    assert await bench.run(delivery) == "dead"
+    assert rejections(bench, "401") == 1
+    assert rejections(bench, "403") == 0
+
+
+async def test_other_failures_are_not_rejections(bench: Bench) -> None:
+    bench.fake.failures["create"] = [
+        PermanentError("field required", status=400),
+        TransientError("503", status=503),
+    ]
+
+    await bench.run(await bench.add("p1"))
+    await bench.run(await bench.add("p2"))
+
+    assert [rejections(bench, s) for s in ("401", "403", "404")] == [0, 0, 0]
+    assert rejections(bench, "400") is None

@@ -17,6 +17,7 @@ from ticketbridge.events import Event
 from ticketbridge.health import build_app, serve
 from ticketbridge.ledger import Ledger, Routed
 from ticketbridge.metrics import Metrics
+from ticketbridge.push import HeartbeatPush
 from ticketbridge.routing import Router, correlation_marker, incident_key
 from ticketbridge.sender import Sender
 from ticketbridge.sources import Polled, Source, build_source
@@ -29,6 +30,7 @@ class Daemon:
         self.config_path = config_path
         self.config = config
         self.metrics = Metrics()
+        self.push = HeartbeatPush(on_failure=self.metrics.push_failures.inc)
         self.router = Router(config.routes)
         self.sources: dict[str, Source] = {}
         self.senders: dict[str, Sender] = {}
@@ -89,6 +91,7 @@ class Daemon:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.push.close()
         timeout = self.config.shutdown_timeout
         await asyncio.gather(*(s.stop(timeout) for s in self.senders.values()))
         assert self.ledger is not None
@@ -107,6 +110,7 @@ class Daemon:
             name: build_source(name, settings)
             for name, settings in config.sources.items()
         }
+        self.metrics.set_sources(dict.fromkeys(config.sources, config.poll_interval))
         for name, settings in config.destinations.items():
             if name in self.senders and old.destinations.get(name) == settings:
                 continue
@@ -167,10 +171,11 @@ class Daemon:
             systemd_notify.notify("READY=1", "STATUS=polling")
 
     def _refuse_restart_only_changes(self, config: Config) -> None:
+        old, new = _restart_only(self.config), _restart_only(config)
         problems = [
             f"{name}: changing it needs a restart"
-            for name in ("ledger", "health")
-            if getattr(config, name) != getattr(self.config, name)
+            for name in old
+            if old[name] != new[name]
         ]
         if problems:
             raise ConfigError(str(self.config_path), problems)
@@ -181,11 +186,18 @@ class Daemon:
         while not self._stop.is_set():
             started = time.monotonic()
             full = False
+            healthy = True
             for name, source in list(self.sources.items()):
-                full |= await self._poll_source(name, source)
-            await self._update_stats()
+                ok, batch_full = await self._poll_source(name, source)
+                healthy &= ok
+                full |= batch_full
+            healthy &= await self._update_stats()
             self.last_poll = time.time()
             self.metrics.heartbeat.set(self.last_poll)
+            if healthy:
+                self.push.after_healthy_cycle(
+                    self.config.health, self.config.poll_interval
+                )
 
             if full:
                 continue  # a backlog: read the next batch at once
@@ -194,8 +206,8 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poll_now.wait(), timeout=wait)
 
-    async def _poll_source(self, name: str, source: Source) -> bool:
-        """One batch from one source. Returns True when the batch was full."""
+    async def _poll_source(self, name: str, source: Source) -> tuple[bool, bool]:
+        """One batch from one source: (it succeeded, the batch was full)."""
         assert self.ledger is not None
         try:
             cursor = await self.ledger.cursor(name)
@@ -204,11 +216,11 @@ class Daemon:
         except Exception as exc:
             self.metrics.source_errors.labels(name).inc()
             log.error("poll failed: %s", exc, extra={"source": name})
-            return False
+            return False, False
 
         self.metrics.source_last_success.labels(name).set(time.time())
         size = len(polled.events) + len(polled.rejects)
-        return size >= source.batch_size
+        return True, size >= source.batch_size
 
     async def _store(self, name: str, source: Source, polled: Polled) -> None:
         """Commit, then acknowledge: the source lets go only of what is stored."""
@@ -266,14 +278,16 @@ class Daemon:
             lifecycle=decision.lifecycle,
         )
 
-    async def _update_stats(self) -> None:
+    async def _update_stats(self) -> bool:
+        """Refresh the ledger gauges; False when the ledger could not be read."""
         assert self.ledger is not None
         try:
             stats = await self.ledger.destination_stats(time.time())
         except Exception as exc:
             log.error("ledger unreadable: %s", exc)
-            return
+            return False
         self.metrics.set_destination_stats(list(self.config.destinations), stats)
+        return True
 
     # -- health -----------------------------------------------------------
 
@@ -299,6 +313,15 @@ class Daemon:
             if self.healthy():
                 systemd_notify.notify("WATCHDOG=1")
             await asyncio.sleep(interval)
+
+
+def _restart_only(config: Config) -> dict[str, object]:
+    """Settings a reload cannot change: the ledger file and the bound socket."""
+    return {
+        "ledger": config.ledger,
+        "health.host": config.health.host,
+        "health.port": config.health.port,
+    }
 
 
 def monotonic_usec() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -9,6 +10,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ticketbridge.ledger import STATES, DestinationStats
+
+# Answers that say the destination refuses us (credentials, permissions, an
+# unknown project or URL) rather than that it is busy. The status code is the
+# label, so the set of series per destination stays this small.
+REJECTION_STATUSES = (401, 403, 404)
 
 
 class Metrics:
@@ -23,6 +29,12 @@ class Metrics:
         self.source_last_success = Gauge(
             "ticketbridge_source_last_success_timestamp_seconds",
             "Unix time of the last successful poll of a source.",
+            ["source"],
+            registry=r,
+        )
+        self.source_poll_interval = Gauge(
+            "ticketbridge_source_poll_interval_seconds",
+            "Configured seconds between polls of a source (for staleness alerts).",
             ["source"],
             registry=r,
         )
@@ -81,11 +93,46 @@ class Metrics:
             "Config reloads refused as invalid.",
             registry=r,
         )
+        self.destination_rejections = Counter(
+            "ticketbridge_destination_rejections_total",
+            "Destination answers of 401, 403 or 404 to the sender, by status.",
+            ["destination", "status"],
+            registry=r,
+        )
+        self.push_failures = Counter(
+            "ticketbridge_push_heartbeat_failures_total",
+            "Heartbeat pushes to health.push_url that failed or timed out.",
+            registry=r,
+        )
         self.ledger_up = Gauge(
             "ticketbridge_ledger_writable",
             "1 while the last ledger write succeeded, else 0.",
             registry=r,
         )
+
+    def set_sources(self, intervals: dict[str, float]) -> None:
+        """Publish each configured source's poll interval; forget removed sources.
+
+        A removed source's last-success time would otherwise stay frozen and
+        look like a source that stopped polling.
+        """
+        for name in _sources_of(self.source_poll_interval):
+            if name not in intervals:
+                self.source_poll_interval.remove(name)
+                with contextlib.suppress(KeyError):
+                    self.source_last_success.remove(name)
+        for name, seconds in intervals.items():
+            self.source_poll_interval.labels(name).set(seconds)
+
+    def add_destination(self, destination: str) -> None:
+        """Create the rejection series at 0, so the first rejection is an increase."""
+        for status in REJECTION_STATUSES:
+            self.destination_rejections.labels(destination, str(status))
+
+    def count_rejection(self, destination: str, status: int | None) -> None:
+        """Count a 401/403/404 answer; other statuses are not rejections."""
+        if status in REJECTION_STATUSES:
+            self.destination_rejections.labels(destination, str(status)).inc()
 
     def observe_request(
         self, destination: str, operation: str, status: int | None, seconds: float
@@ -98,6 +145,15 @@ class Metrics:
         self.ledger_gauges.snapshot = {
             name: stats.get(name, DestinationStats({}, 0.0, 0)) for name in destinations
         }
+
+
+def _sources_of(gauge: Gauge) -> set[str]:
+    """The `source` label values a gauge has series for."""
+    return {
+        sample.labels["source"]
+        for family in gauge.collect()
+        for sample in family.samples
+    }
 
 
 class LedgerGauges(Collector):

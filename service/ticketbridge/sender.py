@@ -86,6 +86,7 @@ class Sender:
             jitter=settings.backoff_initial,
         )
         self._task: asyncio.Task[None] | None = None
+        metrics.add_destination(name)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._dispatch(), name=f"sender:{self.name}")
@@ -370,11 +371,13 @@ class Sender:
             retry_at = time.time() + self._wait(failures, retry_after)
         kind = "transient" if transient else "permanent"
         error = f"{kind}: {exc}"
+        status = getattr(exc, "status", None)
+        self.metrics.count_rejection(self.name, status)
         state = await self.ledger.mark_failed(
             delivery,
             operation,
             error,
-            status=getattr(exc, "status", None),
+            status=status,
             duration=time.monotonic() - started,
             retry_at=retry_at,
             keep_state=keep_state,

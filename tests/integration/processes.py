@@ -116,6 +116,8 @@ class Daemon:
         self.config = self.default_config(sandbox_url)
         self.config.update(overrides)
         self.write_config(self.config)
+        # Environment secrets; a test that drops a destination drops its secret.
+        self.secrets = dict(SECRETS)
         self.process: subprocess.Popen[bytes] | None = None
 
     def default_config(self, sandbox_url: str) -> dict[str, Any]:
@@ -154,7 +156,7 @@ class Daemon:
         self.config_path.chmod(0o600)
 
     def start(self) -> None:
-        env = {**os.environ, **SECRETS}
+        env = {**os.environ, **self.secrets}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [

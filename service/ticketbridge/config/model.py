@@ -410,8 +410,18 @@ class LedgerSettings(Strict):
 
 
 class HealthSettings(Strict):
+    """The metrics/health server, and an optional heartbeat push to a watcher."""
+
     host: str = "127.0.0.1"
     port: int = Field(9464, ge=0, le=65535)
+    push_url: HttpUrl | None = Field(
+        None, description="requested after healthy poll cycles (dead man's switch)"
+    )
+    push_interval: float | None = Field(
+        None, gt=0, le=86400, description="seconds between pushes; poll_interval"
+    )
+    push_method: Literal["GET", "POST"] = "GET"
+    push_timeout: float = Field(5.0, gt=0, le=60)
 
 
 class Config(BaseSettings):
