@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ticketbridge.destinations.base import (
     DestinationError,
+    ProbeResult,
     TicketNotFound,
     TicketRef,
     TicketView,
@@ -38,6 +39,7 @@ class FakeDestination:
         self.lose_create_response: DestinationError | None = None
         self.drop_marker = False
         self.ignore_resolve = False
+        self.probe_results = [ProbeResult("reachable", True, "fake")]
         self._ids = itertools.count(1)
 
     def _maybe_fail(self, operation: str) -> None:
@@ -85,6 +87,11 @@ class FakeDestination:
             status="Open" if stored.open else "Done",
             comment_count=len(stored.comments),
         )
+
+    async def probe(self) -> list[ProbeResult]:
+        """`probe_results` as set by the test; a failure queued on "probe" raises."""
+        self._maybe_fail("probe")
+        return list(self.probe_results)
 
     async def close(self) -> None:
         return None

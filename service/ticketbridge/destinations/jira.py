@@ -16,6 +16,7 @@ from ticketbridge.config.model import JiraSettings
 from ticketbridge.destinations.base import (
     DestinationError,
     PermanentError,
+    ProbeResult,
     TicketRef,
     TicketView,
 )
@@ -24,11 +25,13 @@ from ticketbridge.destinations.http import (
     MissingField,
     OnRequest,
     ReadRetry,
+    Reply,
     check_marker,
     dig,
     render_text,
     truncate,
 )
+from ticketbridge.destinations.jira_probe import probe_jira
 from ticketbridge.events import Event
 
 log = logging.getLogger(__name__)
@@ -130,14 +133,9 @@ class JiraDestination:
         project = _quote_jql(self.settings.project)
         jql = f"project = {project} AND labels = {_quote_jql(marker)}"
 
-        if self._v == 3:
-            search = {"jql": jql, "fields": ["labels", "status"], "maxResults": 2}
-            reply = await self._http.request(
-                "find", "POST", f"{self._api}/search/jql", json=search
-            )
-        else:
-            params = {"jql": jql, "fields": "labels,status", "maxResults": "2"}
-            reply = await self._http.get("find", f"{self._api}/search", params=params)
+        # Any error, a 410 Gone of a removed search endpoint included, goes
+        # up: "no answer" must never read as "no ticket", or we create again.
+        reply = await self._search("find", jql)
 
         try:
             return self._first_issue(reply.body, marker)
@@ -168,9 +166,28 @@ class JiraDestination:
             comment_count=total,
         )
 
+    async def probe(self) -> list[ProbeResult]:
+        """Preflight checks, reads only; see `jira_probe`."""
+        return await probe_jira(
+            self._http,
+            self._api,
+            self.settings,
+            lambda jql: self._search("probe", jql, limit=1),
+        )
+
     async def close(self) -> None:
         """Close the HTTP session."""
         await self._http.close()
+
+    async def _search(self, operation: str, jql: str, limit: int = 2) -> Reply:
+        """The search this API version offers: /search/jql on 3, /search on 2."""
+        if self._v == 3:
+            search = {"jql": jql, "fields": ["labels", "status"], "maxResults": limit}
+            return await self._http.request(
+                operation, "POST", f"{self._api}/search/jql", json=search
+            )
+        params = {"jql": jql, "fields": "labels,status", "maxResults": str(limit)}
+        return await self._http.get(operation, f"{self._api}/search", params=params)
 
     async def _comment(self, operation: str, ticket: TicketRef, text: str) -> None:
         body = self._text(truncate(text, DESCRIPTION_LIMIT))

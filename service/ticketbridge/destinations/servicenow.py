@@ -10,6 +10,7 @@ from urllib.parse import quote
 from ticketbridge.config.model import ServiceNowSettings
 from ticketbridge.destinations.base import (
     PermanentError,
+    ProbeResult,
     TicketRef,
     TicketView,
 )
@@ -23,6 +24,7 @@ from ticketbridge.destinations.http import (
     render_text,
     truncate,
 )
+from ticketbridge.destinations.servicenow_probe import probe_servicenow
 from ticketbridge.events import Event
 
 log = logging.getLogger(__name__)
@@ -46,8 +48,9 @@ class ServiceNowDestination:
     ) -> None:
         self.name = name
         self.settings = settings
-        base = str(settings.url).rstrip("/")
-        self._table = f"{base}/api/now/table/{quote(settings.table, safe='')}"
+        self._base = str(settings.url).rstrip("/")
+        table = quote(settings.table, safe="")
+        self._table = f"{self._base}/api/now/table/{table}"
         authorization, secrets = _authorization(settings)
         self._http = HttpClient(
             name,
@@ -142,6 +145,12 @@ class ServiceNowDestination:
             marker_present=result.get("correlation_id") == marker,
             is_open=int(state) < FIRST_CLOSED_STATE,
             status=state,
+        )
+
+    async def probe(self) -> list[ProbeResult]:
+        """Preflight checks, reads only; see `servicenow_probe`."""
+        return await probe_servicenow(
+            self._http, self._base, self._table, self.settings
         )
 
     async def close(self) -> None:

@@ -20,6 +20,8 @@ from urllib.parse import quote
 
 from ticketbridge.config.model import WebhookSettings
 from ticketbridge.destinations.base import (
+    DestinationError,
+    ProbeResult,
     TicketNotFound,
     TicketRef,
     TicketView,
@@ -32,6 +34,7 @@ from ticketbridge.destinations.http import (
     check_marker,
     dig,
 )
+from ticketbridge.destinations.probe import OPERATION, Checks
 from ticketbridge.events import Event
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,8 @@ class WebhookDestination:
         secrets = [self._url, *headers.values()]
         if self._verify:
             secrets.append(self._verify)
+        if settings.probe_url is not None:
+            secrets.append(str(settings.probe_url))
         if settings.token is not None:
             token = settings.token.get_secret_value()
             headers["Authorization"] = f"Bearer {token}"
@@ -134,6 +139,23 @@ class WebhookDestination:
             is_open=operation != "resolve",
             status=operation,
         )
+
+    async def probe(self) -> list[ProbeResult]:
+        """GET `probe_url` if there is one; a webhook has nothing else to ask."""
+        checks = Checks(self._http)
+        if self.settings.probe_url is None:
+            checks.passed("configured", "no probe_url: nothing to check before use")
+            return checks.results
+
+        try:
+            await self._http.request(
+                OPERATION, "GET", str(self.settings.probe_url), body="lenient"
+            )
+        except DestinationError as exc:
+            checks.error("probe_url", exc)
+        else:
+            checks.passed("probe_url", "the probe URL answers")
+        return checks.results
 
     async def close(self) -> None:
         """Close the HTTP session."""
