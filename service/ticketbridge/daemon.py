@@ -216,12 +216,16 @@ class Daemon:
         A new config that fails preflight is refused when the running config
         passes its own, and accepted otherwise (it is then no worse).
         """
-        fresh = {
-            name: build_destination(
-                name, settings, on_request=self.metrics.observe_request
-            )
-            for name, settings in config.destinations.items()
-        }
+        fresh: dict[str, Destination] = {}
+        try:
+            for name, settings in config.destinations.items():
+                fresh[name] = build_destination(
+                    name, settings, on_request=self.metrics.observe_request
+                )
+        except ValueError as exc:
+            # E.g. a secret missing from environment and credentials.
+            await asyncio.gather(*(d.close() for d in fresh.values()))
+            raise ConfigError(str(self.config_path), [str(exc)]) from None
         try:
             results = await self.preflight.probe_all(fresh, report=False)
         finally:
