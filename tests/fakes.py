@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ticketbridge.destinations.base import (
     DestinationError,
+    ProbeResult,
     TicketNotFound,
     TicketRef,
     TicketView,
@@ -42,6 +43,7 @@ class FakeDestination:
         self.drop_marker = False
         self.ignore_resolve = False
         self.resolution = "Done"
+        self.probe_results = [ProbeResult("reachable", True, "fake")]
         self._ids = itertools.count(1)
 
     def _maybe_fail(self, operation: str) -> None:
@@ -110,6 +112,11 @@ class FakeDestination:
             comment_count=len(stored.comments),
             resolution=stored.resolution,
         )
+
+    async def probe(self) -> list[ProbeResult]:
+        """`probe_results` as set by the test; a failure queued on "probe" raises."""
+        self._maybe_fail("probe")
+        return list(self.probe_results)
 
     async def close(self) -> None:
         return None

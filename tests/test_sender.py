@@ -118,6 +118,19 @@ async def test_lost_create_response_is_looked_up_not_created_again(
     assert bench.fake.calls.count("find") == 1
 
 
+async def test_a_failed_lookup_is_never_taken_for_no_ticket(bench: Bench) -> None:
+    """BC-09: a removed search (410) must not lead to a second create."""
+    delivery = await bench.add("p1")
+    bench.fake.lose_create_response = TransientError("read timeout", ambiguous=True)
+    bench.fake.failures["find"] = [PermanentError("HTTP 410: API removed", status=410)]
+
+    assert await bench.run(delivery, times=2) == "dead"
+
+    assert bench.fake.creates() == 1
+    row = await bench.ledger.delivery(delivery)
+    assert "HTTP 410" in str(row.last_error)
+
+
 async def test_transient_failures_past_threshold_make_the_delivery_dead(
     bench: Bench,
 ) -> None:

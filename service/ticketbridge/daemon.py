@@ -7,16 +7,26 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from ticketbridge import systemd_notify
+from ticketbridge.breaker import Breaker
 from ticketbridge.config import Config, ConfigError, load_config
 from ticketbridge.config.model import DEFAULT_LIFECYCLE, Lifecycle
 from ticketbridge.destinations import build_destination
+from ticketbridge.destinations.base import Destination, ProbeResult
 from ticketbridge.events import Event
 from ticketbridge.health import build_app, serve
 from ticketbridge.ledger import Ledger, Routed
 from ticketbridge.metrics import Metrics
+from ticketbridge.preflight import (
+    Preflight,
+    StatusObserver,
+    failures,
+    passed,
+    reachable,
+)
 from ticketbridge.push import HeartbeatPush
 from ticketbridge.routing import Router, correlation_marker, incident_key
 from ticketbridge.sender import Sender
@@ -26,11 +36,19 @@ log = logging.getLogger(__name__)
 
 
 class Daemon:
-    def __init__(self, config_path: Path, config: Config) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        config: Config,
+        *,
+        status_observer: StatusObserver | None = None,
+    ) -> None:
         self.config_path = config_path
         self.config = config
         self.metrics = Metrics()
         self.push = HeartbeatPush(on_failure=self.metrics.push_failures.inc)
+        # `status_observer` hears every probe run and circuit transition.
+        self.preflight = Preflight(self.metrics, status_observer)
         self.router = Router(config.routes)
         self.sources: dict[str, Source] = {}
         self.senders: dict[str, Sender] = {}
@@ -58,6 +76,9 @@ class Daemon:
         tasks = [
             asyncio.create_task(self._poll_loop(), name="poll"),
             asyncio.create_task(self._watchdog(), name="watchdog"),
+            # A failing preflight never stops the start: events are still
+            # ingested and wait in the ledger; the probes only report.
+            asyncio.create_task(self._probe_loop(), name="probe"),
         ]
         log.info(
             "ticketbridge started",
@@ -126,7 +147,15 @@ class Daemon:
                 self.metrics,
                 config.failure_threshold,
                 rules=self.lifecycle_of,
+                breaker=Breaker(
+                    name,
+                    config.breaker_threshold,
+                    config.breaker_cooldown,
+                    on_change=self.preflight.circuit_changed,
+                ),
+                probe=self._reach_probe(name, destination),
             )
+            self.metrics.circuit_state.labels(name).set(0)
             sender.start()
             self.senders[name] = sender
         for name in list(self.senders):
@@ -146,12 +175,26 @@ class Daemon:
         if sender is not None:
             asyncio.create_task(sender.stop(self.config.shutdown_timeout))
 
+    def _reach_probe(
+        self, name: str, destination: Destination
+    ) -> Callable[[], Awaitable[bool]]:
+        """The half-open probe of a circuit: reported like any other probe."""
+
+        async def probe() -> bool:
+            return reachable(await self.preflight.probe(name, destination))
+
+        return probe
+
+    def _destinations(self) -> dict[str, Destination]:
+        return {name: s.destination for name, s in self.senders.items()}
+
     async def reload(self) -> None:
         async with self._reloading:
             systemd_notify.notify("RELOADING=1", monotonic_usec())
             try:
                 config = await asyncio.to_thread(load_config, self.config_path)
                 self._refuse_restart_only_changes(config)
+                probes = await self._preflight_reload(config)
             except ConfigError as exc:
                 self.config_ok = False
                 self.metrics.reload_ok.set(0)
@@ -163,6 +206,7 @@ class Daemon:
                 )
             else:
                 self._apply(config)
+                await self.preflight.report_all(probes)
                 self.config_ok = True
                 self.metrics.reload_ok.set(1)
                 self.metrics.reload_ok_time.set(time.time())
@@ -179,6 +223,52 @@ class Daemon:
         ]
         if problems:
             raise ConfigError(str(self.config_path), problems)
+
+    async def _preflight_reload(self, config: Config) -> dict[str, list[ProbeResult]]:
+        """Probe the new config's destinations; refuse it only if it is worse.
+
+        A new config that fails preflight is refused when the running config
+        passes its own, and accepted otherwise (it is then no worse).
+        """
+        fresh: dict[str, Destination] = {}
+        try:
+            for name, settings in config.destinations.items():
+                fresh[name] = build_destination(
+                    name, settings, on_request=self.metrics.observe_request
+                )
+        except ValueError as exc:
+            # E.g. a secret missing from environment and credentials.
+            await asyncio.gather(*(d.close() for d in fresh.values()))
+            raise ConfigError(str(self.config_path), [str(exc)]) from None
+        try:
+            results = await self.preflight.probe_all(fresh, report=False)
+        finally:
+            await asyncio.gather(*(d.close() for d in fresh.values()))
+        problems = failures(results)
+        if not problems:
+            return results
+
+        current = await self.preflight.probe_all(self._destinations())
+        if all(passed(checks) for checks in current.values()):
+            raise ConfigError(
+                str(self.config_path),
+                [*problems, "the running config passes its preflight: kept"],
+            )
+        log.warning(
+            "new config fails preflight, accepted as the running one fails too",
+            extra={"config": str(self.config_path)},
+        )
+        return results
+
+    async def _probe_loop(self) -> None:
+        """Probe every destination now and every `probe_interval` after."""
+        while not self._stop.is_set():
+            async with self._reloading:
+                await self.preflight.probe_all(self._destinations())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._stop.wait(), timeout=self.config.probe_interval
+                )
 
     # -- polling ----------------------------------------------------------
 

@@ -109,6 +109,19 @@ class Metrics:
             "1 while the last ledger write succeeded, else 0.",
             registry=r,
         )
+        self.probe_ok = Gauge(
+            "ticketbridge_destination_probe_ok",
+            "1 if the last preflight probe's check passed, else 0.",
+            ["destination", "check"],
+            registry=r,
+        )
+        self.circuit_state = Gauge(
+            "ticketbridge_destination_circuit_state",
+            "Circuit breaker of a destination: 0 closed, 1 open, 2 half-open.",
+            ["destination"],
+            registry=r,
+        )
+        self._probe_checks: dict[str, set[str]] = {}
 
     def set_sources(self, intervals: dict[str, float]) -> None:
         """Publish each configured source's poll interval; forget removed sources.
@@ -138,6 +151,24 @@ class Metrics:
         self, destination: str, operation: str, status: int | None, seconds: float
     ) -> None:
         self.request_duration.labels(destination, operation).observe(seconds)
+
+    def set_probe_results(
+        self, destination: str, results: list[tuple[str, bool]]
+    ) -> None:
+        """One destination's probe checks; checks it no longer makes disappear."""
+        checks = {check for check, _ in results}
+        for gone in self._probe_checks.get(destination, set()) - checks:
+            self.probe_ok.remove(destination, gone)
+        self._probe_checks[destination] = checks
+        for check, ok in results:
+            self.probe_ok.labels(destination, check).set(1 if ok else 0)
+
+    def forget_destination(self, destination: str) -> None:
+        """Drop the probe and circuit series of a destination removed by reload."""
+        for check in self._probe_checks.pop(destination, set()):
+            self.probe_ok.remove(destination, check)
+        with contextlib.suppress(KeyError):
+            self.circuit_state.remove(destination)
 
     def set_destination_stats(
         self, destinations: list[str], stats: dict[str, DestinationStats]

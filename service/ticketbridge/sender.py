@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from tenacity import RetryCallState, wait_exponential_jitter
 
 from ticketbridge import lifecycle
+from ticketbridge.breaker import Breaker, CircuitState, Probe
 from ticketbridge.config.model import DEFAULT_LIFECYCLE, HttpSettings, Lifecycle
 from ticketbridge.destinations.base import (
     Destination,
@@ -68,6 +69,9 @@ class Sender:
         metrics: Metrics,
         failure_threshold: int,
         rules: Callable[[str], Lifecycle] = default_rules,
+        *,
+        breaker: Breaker | None = None,
+        probe: Probe | None = None,
     ) -> None:
         self.rules = rules
         self.name = name
@@ -87,6 +91,10 @@ class Sender:
         )
         self._task: asyncio.Task[None] | None = None
         metrics.add_destination(name)
+        # The circuit stops dispatching while the destination is down; `probe`
+        # tells it, after the cool-down, whether the destination answers again.
+        self.breaker = breaker
+        self._probe = probe
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._dispatch(), name=f"sender:{self.name}")
@@ -103,7 +111,10 @@ class Sender:
         self._stopping = True
         self._wake.set()
         if self._task is not None:
-            await self._task
+            # The dispatcher may be running a circuit probe: bound the wait.
+            await asyncio.wait([self._task], timeout=grace)
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
         in_flight = list(self._busy.values())
         if in_flight:
             _, pending = await asyncio.wait(in_flight, timeout=grace)
@@ -127,6 +138,9 @@ class Sender:
         free = self.settings.concurrency - len(self._busy)
         if free <= 0 or now < self._paused_until:
             return
+        # After a Retry-After pause, not during it: the two never overlap.
+        if not await self._circuit_closed():
+            return
         due = await self.ledger.due(self.name, now, list(self._busy), free)
         for delivery_id, incident in due:
             task = asyncio.create_task(self._work(delivery_id, incident))
@@ -134,16 +148,35 @@ class Sender:
         if len(due) < free:
             await note_twins(self.name, self.destination, self.ledger, self._busy)
 
+    async def _circuit_closed(self) -> bool:
+        if self.breaker is None or self.breaker.allows():
+            return True
+        if self._probe is None:
+            return False
+        return await self.breaker.try_close(self._probe)
+
     async def _sleep_until_due(self) -> None:
         self._wake.clear()
         delay = IDLE_WAKE
-        if self._paused_until > time.time():
-            delay = min(delay, self._paused_until - time.time())
-        next_due = await self.ledger.next_due_time(self.name)
-        if next_due is not None:
-            delay = max(0.0, min(delay, next_due - time.time()))
+        blocked = self._blocked_for()
+        if blocked is not None:
+            # Due deliveries wait for the pause or cool-down; do not spin.
+            delay = min(delay, blocked)
+        else:
+            next_due = await self.ledger.next_due_time(self.name)
+            if next_due is not None:
+                delay = max(0.0, min(delay, next_due - time.time()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=max(delay, 0.01))
+
+    def _blocked_for(self) -> float | None:
+        """Seconds until a Retry-After pause or an open circuit lets work go."""
+        waits = []
+        if self._paused_until > time.time():
+            waits.append(self._paused_until - time.time())
+        if self.breaker is not None and self.breaker.state is CircuitState.OPEN:
+            waits.append(self.breaker.cooldown_left())
+        return max(waits) if waits else None
 
     async def _work(self, delivery_id: int, incident: str) -> None:
         try:
@@ -186,11 +219,14 @@ class Sender:
         try:
             ref = await self._apply(delivery, plan)
         except TransientError as exc:
+            await self._answered(exc)
             await self._failed(delivery, plan.operation, exc, started, transient=True)
             return
         except PermanentError as exc:
+            await self._answered(exc)
             await self._failed(delivery, plan.operation, exc, started, transient=False)
             return
+        await self._answered(None)
 
         marker = delivery.marker if plan.operation == "create" else plan.marker
         duration = time.monotonic() - started
@@ -306,12 +342,14 @@ class Sender:
         try:
             view = await self.destination.get(ref, marker)
         except (TransientError, PermanentError) as exc:
+            await self._answered(exc)
             self.metrics.verifications.labels(self.name, "error").inc()
             await self._failed(
                 delivery, "verify", exc, started, transient=True, keep_state=True
             )
             return
 
+        await self._answered(None)
         want_open = operation != "resolve"
         if view.marker_present and view.is_open == want_open:
             await self.ledger.mark_verified(delivery, operation, view.resolution)
@@ -384,6 +422,19 @@ class Sender:
         )
         outcome = "dead" if state == "dead" else "retrying"
         self._count(delivery, operation, outcome, error, failures=failures)
+
+    async def _answered(self, exc: Exception | None) -> None:
+        """Tell the circuit breaker how a request to the destination went.
+
+        A 429 is not an outage: the destination answered and asked for a
+        pause, which the Retry-After pause handles.
+        """
+        if self.breaker is None:
+            return
+        if isinstance(exc, TransientError) and exc.status != 429:
+            await self.breaker.failure(str(exc))
+        else:
+            await self.breaker.success()
 
     def _wait(self, failures: int, retry_after: float | None) -> float:
         state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]

@@ -79,11 +79,14 @@ class Sandbox:
     def requests(self) -> list[dict[str, Any]]:
         return list(http_json(f"{self.url}/_sandbox/requests")["requests"])
 
-    def script_faults(self, match: dict[str, str], responses: list[dict]) -> None:
+    def script_faults(
+        self, match: dict[str, str], responses: list[dict], **rule: Any
+    ) -> None:
+        """Add a fault rule; `rule` takes further keys such as for_seconds."""
         http_json(
             f"{self.url}/_sandbox/faults",
             method="POST",
-            body={"match": match, "responses": responses},
+            body={"match": match, "responses": responses, **rule},
         )
 
     def stop(self) -> None:

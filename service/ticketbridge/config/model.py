@@ -172,6 +172,9 @@ class WebhookSettings(HttpSettings):
     verify_url: HttpUrl | None = Field(
         None, description="GET {verify_url}/{marker} must answer the ticket's state"
     )
+    probe_url: HttpUrl | None = Field(
+        None, description="GET target of the preflight probe; any 2xx passes"
+    )
     token: SecretStr | None = None
     headers: dict[str, str] = Field(default_factory=dict)
 
@@ -437,6 +440,15 @@ class Config(BaseSettings):
     poll_interval: float = Field(10.0, gt=0, le=3600)
     failure_threshold: int = Field(5, ge=1, le=1000)
     shutdown_timeout: float = Field(10.0, gt=0, le=300)
+    probe_interval: float = Field(
+        300.0, gt=0, le=86400, description="seconds between destination probes"
+    )
+    breaker_threshold: int = Field(
+        5, ge=1, le=1000, description="transient failures in a row that open"
+    )
+    breaker_cooldown: float = Field(
+        60.0, gt=0, le=3600, description="seconds a circuit stays open"
+    )
     ledger: LedgerSettings = LedgerSettings()
     health: HealthSettings = HealthSettings()
     sources: dict[str, SourceSettings] = Field(min_length=1)

@@ -29,6 +29,21 @@ class TicketView:
     resolution: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One preflight check of a destination: its name, outcome and why.
+
+    `transient` marks a failure that says the destination is unreachable or
+    overloaded (5xx, 429, timeouts) rather than misconfigured; the circuit
+    breaker closes again on a probe without such failures.
+    """
+
+    check: str
+    ok: bool
+    detail: str
+    transient: bool = False
+
+
 class DestinationError(Exception):
     """A failed call. `status` is the HTTP status when there was one.
 
@@ -92,6 +107,10 @@ class Destination(Protocol):
 
     async def get(self, ticket: TicketRef, marker: str) -> TicketView:
         """Read one ticket back by id; `marker_present` says whether it carries it."""
+        ...
+
+    async def probe(self) -> list[ProbeResult]:
+        """Check credentials and configuration without creating anything."""
         ...
 
     async def close(self) -> None: ...

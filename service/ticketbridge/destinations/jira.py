@@ -16,6 +16,7 @@ from ticketbridge.config.model import JiraSettings
 from ticketbridge.destinations.base import (
     DestinationError,
     PermanentError,
+    ProbeResult,
     TicketRef,
     TicketView,
 )
@@ -26,6 +27,7 @@ from ticketbridge.destinations.http import (
     ReadRetry,
     dig,
 )
+from ticketbridge.destinations.jira_probe import probe_jira
 from ticketbridge.destinations.rendering import fit, render
 from ticketbridge.events import Event
 from ticketbridge.templates import templates_for
@@ -228,30 +230,41 @@ class JiraDestination:
         except MissingField as exc:
             raise self._http.unexpected("find", exc) from exc
 
-    async def _search(self, jql: str) -> list[Any]:
+    async def _search(
+        self,
+        jql: str,
+        operation: str = "find",
+        pages: int = FIND_PAGES,
+        page_size: int = FIND_PAGE_SIZE,
+    ) -> list[Any]:
+        """The search this API version offers: /search/jql on 3, /search on 2.
+
+        Any error, a 410 Gone of a removed search endpoint included, goes up:
+        "no answer" must never read as "no ticket", or we create again.
+        """
         issues: list[Any] = []
         token: str | None = None
-        for _ in range(FIND_PAGES):
+        for _ in range(pages):
             if self._v == 3:
                 search: dict[str, Any] = {
                     "jql": jql,
                     "fields": ["labels", "status"],
-                    "maxResults": FIND_PAGE_SIZE,
+                    "maxResults": page_size,
                 }
                 if token:
                     search["nextPageToken"] = token
                 reply = await self._http.request(
-                    "find", "POST", f"{self._api}/search/jql", json=search
+                    operation, "POST", f"{self._api}/search/jql", json=search
                 )
             else:
                 params = {
                     "jql": jql,
                     "fields": "labels,status",
-                    "maxResults": str(FIND_PAGE_SIZE),
+                    "maxResults": str(page_size),
                     "startAt": str(len(issues)),
                 }
                 reply = await self._http.get(
-                    "find", f"{self._api}/search", params=params
+                    operation, f"{self._api}/search", params=params
                 )
             page = dig(reply.body, "issues", kind=list)
             issues += page
@@ -312,6 +325,15 @@ class JiraDestination:
             resolution=str(resolution.get("name") or "")
             if isinstance(resolution, dict)
             else "",
+        )
+
+    async def probe(self) -> list[ProbeResult]:
+        """Preflight checks, reads only; see `jira_probe`."""
+        return await probe_jira(
+            self._http,
+            self._api,
+            self.settings,
+            lambda jql: self._search(jql, "probe", pages=1, page_size=1),
         )
 
     async def close(self) -> None:

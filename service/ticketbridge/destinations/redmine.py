@@ -13,9 +13,15 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from ticketbridge.config.model import RedmineSettings
-from ticketbridge.destinations.base import PermanentError, TicketRef, TicketView
+from ticketbridge.destinations.base import (
+    PermanentError,
+    ProbeResult,
+    TicketRef,
+    TicketView,
+)
 from ticketbridge.destinations.http import (
     HttpClient,
     MissingField,
@@ -26,6 +32,7 @@ from ticketbridge.destinations.http import (
     render_text,
     truncate,
 )
+from ticketbridge.destinations.probe import probe_reads
 from ticketbridge.events import Event
 
 log = logging.getLogger(__name__)
@@ -166,6 +173,18 @@ class RedmineDestination:
             marker_present=self._marker_of(issue) == marker,
             is_open=not (status.get("is_closed") is True or status["id"] == resolved),
             status=str(status.get("name") or status["id"]),
+        )
+
+    async def probe(self) -> list[ProbeResult]:
+        """Preflight: the API key, the project and the status list."""
+        project = quote(self.settings.project, safe="")
+        return await probe_reads(
+            self._http,
+            [
+                ("credentials", f"{self._base}/users/current.json"),
+                ("project", f"{self._base}/projects/{project}.json"),
+                ("statuses", f"{self._base}/issue_statuses.json"),
+            ],
         )
 
     async def close(self) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from ticketbridge.config.model import RequestTrackerSettings
 from ticketbridge.destinations.base import (
     DestinationError,
     PermanentError,
+    ProbeResult,
     TicketRef,
     TicketView,
 )
@@ -28,6 +30,7 @@ from ticketbridge.destinations.http import (
     render_text,
     truncate,
 )
+from ticketbridge.destinations.probe import probe_reads
 from ticketbridge.events import Event
 
 log = logging.getLogger(__name__)
@@ -150,6 +153,17 @@ class RequestTrackerDestination:
             marker_present=marker in _values(body, self.settings.custom_field),
             is_open=not closed,
             status=status,
+        )
+
+    async def probe(self) -> list[ProbeResult]:
+        """Preflight: the token and the queue."""
+        queue = quote(self.settings.queue, safe="")
+        return await probe_reads(
+            self._http,
+            [
+                ("credentials", f"{self._api}/rt"),
+                ("queue", f"{self._api}/queue/{queue}"),
+            ],
         )
 
     async def close(self) -> None:

@@ -10,6 +10,7 @@ from urllib.parse import quote
 from ticketbridge.config.model import ServiceNowSettings
 from ticketbridge.destinations.base import (
     PermanentError,
+    ProbeResult,
     TicketRef,
     TicketView,
 )
@@ -21,6 +22,7 @@ from ticketbridge.destinations.http import (
     dig,
 )
 from ticketbridge.destinations.rendering import fit, render
+from ticketbridge.destinations.servicenow_probe import probe_servicenow
 from ticketbridge.events import Event
 from ticketbridge.templates import templates_for
 from ticketbridge.text import check_marker, encoded_query_value
@@ -53,8 +55,9 @@ class ServiceNowDestination:
     ) -> None:
         self.name = name
         self.settings = settings
-        base = str(settings.url).rstrip("/")
-        self._table = f"{base}/api/now/table/{quote(settings.table, safe='')}"
+        self._base = str(settings.url).rstrip("/")
+        table = quote(settings.table, safe="")
+        self._table = f"{self._base}/api/now/table/{table}"
         self._templates = templates_for(
             f"destinations.{name}.templates", settings.templates
         )
@@ -204,6 +207,12 @@ class ServiceNowDestination:
             is_open=int(state) < FIRST_CLOSED_STATE,
             status=state,
             resolution=str(result.get("close_code") or ""),
+        )
+
+    async def probe(self) -> list[ProbeResult]:
+        """Preflight checks, reads only; see `servicenow_probe`."""
+        return await probe_servicenow(
+            self._http, self._base, self._table, self.settings
         )
 
     async def close(self) -> None:

@@ -23,6 +23,8 @@ from urllib.parse import quote
 
 from ticketbridge.config.model import WebhookSettings
 from ticketbridge.destinations.base import (
+    DestinationError,
+    ProbeResult,
     TicketNotFound,
     TicketRef,
     TicketView,
@@ -34,6 +36,7 @@ from ticketbridge.destinations.http import (
     ReadRetry,
     dig,
 )
+from ticketbridge.destinations.probe import OPERATION, Checks
 from ticketbridge.destinations.rendering import render
 from ticketbridge.events import Event
 from ticketbridge.templates import templates_for
@@ -71,6 +74,8 @@ class WebhookDestination:
         secrets = [self._url, *headers.values()]
         if self._verify:
             secrets.append(self._verify)
+        if settings.probe_url is not None:
+            secrets.append(str(settings.probe_url))
         if settings.token is not None:
             token = settings.token.get_secret_value()
             headers["Authorization"] = f"Bearer {token}"
@@ -147,6 +152,23 @@ class WebhookDestination:
             is_open=operation != "resolve",
             status=operation,
         )
+
+    async def probe(self) -> list[ProbeResult]:
+        """GET `probe_url` if there is one; a webhook has nothing else to ask."""
+        checks = Checks(self._http)
+        if self.settings.probe_url is None:
+            checks.passed("configured", "no probe_url: nothing to check before use")
+            return checks.results
+
+        try:
+            await self._http.request(
+                OPERATION, "GET", str(self.settings.probe_url), body="lenient"
+            )
+        except DestinationError as exc:
+            checks.error("probe_url", exc)
+        else:
+            checks.passed("probe_url", "the probe URL answers")
+        return checks.results
 
     async def close(self) -> None:
         """Close the HTTP session."""

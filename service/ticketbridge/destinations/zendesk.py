@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from ticketbridge.config.model import ZendeskSettings
-from ticketbridge.destinations.base import TicketRef, TicketView
+from ticketbridge.destinations.base import ProbeResult, TicketRef, TicketView
 from ticketbridge.destinations.http import (
     HttpClient,
     MissingField,
@@ -25,6 +25,7 @@ from ticketbridge.destinations.http import (
     render_text,
     truncate,
 )
+from ticketbridge.destinations.probe import probe_reads
 from ticketbridge.events import Event
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,20 @@ class ZendeskDestination:
             marker_present=body["ticket"].get("external_id") == marker,
             is_open=status not in CLOSED_STATUSES,
             status=status,
+        )
+
+    async def probe(self) -> list[ProbeResult]:
+        """Preflight: the credentials are accepted and tickets can be read.
+
+        Zendesk answers /users/me for anyone, so the ticket read is what
+        shows that the credentials work.
+        """
+        return await probe_reads(
+            self._http,
+            [
+                ("credentials", f"{self._api}/tickets/count.json"),
+                ("api_version", f"{self._api}/ticket_fields.json"),
+            ],
         )
 
     async def close(self) -> None:

@@ -134,10 +134,16 @@ def main_sandbox(argv: Sequence[str] | None = None) -> int:
         dest="projects",
         help="Jira project key that exists (repeatable; default OPS)",
     )
+    parser.add_argument(
+        "--jira-deployment",
+        choices=["Cloud"],
+        help="act as Jira Cloud on both API versions: the old search answers 410",
+    )
     args = parser.parse_args(argv)
     settings = SandboxSettings(
         jira_projects=tuple(args.projects or ("OPS",)),
         token=os.environ.get(TOKEN_ENV) or None,
+        jira_deployment=args.jira_deployment,
     )
     try:
         _require_loopback(args.host)

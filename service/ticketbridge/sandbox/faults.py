@@ -3,6 +3,8 @@
 A test posts a rule naming which requests it matches and a list of scripted
 responses. Each matching request consumes the next one; once the list is
 used up, the rule stops matching and the sandbox behaves normally again.
+A rule with `for_seconds` is an outage instead: for that long every matching
+request gets the responses in turn, over and over, then the rule ends.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -69,20 +72,30 @@ class Rule:
     method: str | None
     path_regex: re.Pattern[str] | None
     responses: deque[Scripted]
+    until: float | None = None  # monotonic end of an outage rule
 
     def matches(self, method: str, path: str) -> bool:
         return (
             bool(self.responses)
+            and (self.until is None or time.monotonic() < self.until)
             and self.method in (None, method)
             and (self.path_regex is None or self.path_regex.search(path) is not None)
         )
 
+    def take(self) -> Scripted:
+        if self.until is None:
+            return self.responses.popleft()
+        self.responses.rotate(-1)
+        return self.responses[-1]
+
     def as_json(self) -> dict[str, Any]:
         pattern = self.path_regex.pattern if self.path_regex else None
+        left = None if self.until is None else max(0.0, self.until - time.monotonic())
         return {
             "id": self.id,
             "match": {"method": self.method, "path_regex": pattern},
             "remaining": [r.as_json() for r in self.responses],
+            "seconds_left": left,
         }
 
 
@@ -106,11 +119,19 @@ class FaultScript:
         method = match.get("method")
         if method is not None and not isinstance(method, str):
             raise ValueError("match.method must be a string")
+        seconds = spec.get("for_seconds")
+        if seconds is not None and (
+            not isinstance(seconds, int | float)
+            or isinstance(seconds, bool)
+            or seconds <= 0
+        ):
+            raise ValueError("for_seconds must be a positive number")
         rule = Rule(
             id=self._next_id,
             method=method.upper() if method else None,
             path_regex=_compile(match.get("path_regex")),
             responses=deque(_scripted(r) for r in responses),
+            until=None if seconds is None else time.monotonic() + float(seconds),
         )
         self._next_id += 1
         self.rules.append(rule)
@@ -118,7 +139,7 @@ class FaultScript:
 
     def take(self, method: str, path: str) -> Scripted | None:
         rule = next((r for r in self.rules if r.matches(method, path)), None)
-        return rule.responses.popleft() if rule else None
+        return rule.take() if rule else None
 
     def clear(self) -> None:
         self.rules.clear()

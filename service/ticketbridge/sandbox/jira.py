@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ticketbridge.sandbox import adf, jql
+from ticketbridge.sandbox import adf, jira_meta, jql
 from ticketbridge.sandbox import jira_rules as rules
 from ticketbridge.sandbox.jira_rules import STATUSES, Status, Transition
 from ticketbridge.sandbox.settings import SETTINGS
@@ -44,6 +44,7 @@ def routes() -> list[web.RouteDef]:
         web.post(f"{base}/search", search),
         web.get(f"{base}/search/jql", search_jql),
         web.post(f"{base}/search/jql", search_jql),
+        *jira_meta.routes(VERSION),
     ]
 
 
@@ -147,6 +148,8 @@ async def do_transition(request: web.Request) -> web.Response:
 
 
 async def search(request: web.Request) -> web.Response:
+    if jira_meta.old_search_removed(request):
+        return error(410, [jira_meta.SEARCH_REMOVED])
     params = await _search_params(request)
     if isinstance(params, web.Response):
         return params

@@ -18,6 +18,8 @@ from ticketbridge.sandbox.settings import SETTINGS, SandboxSettings
 from ticketbridge.sandbox.store import STORE, Incident, JournalEntry, now
 
 TABLES = ("incident",)
+CHOICE_TABLE = "sys_choice"
+CHOICE_FIELDS = ("name", "element", "value", "label", "inactive", "language")
 STATES = {"1": "New", "2": "In Progress", "3": "On Hold", "6": "Resolved"}
 STATES |= {"7": "Closed", "8": "Canceled"}
 RESOLVED_STATES = ("6", "7")
@@ -143,6 +145,8 @@ async def update_record(request: web.Request) -> web.Response:
 
 async def query_records(request: web.Request) -> web.Response:
     table = request.match_info["table"]
+    if table == CHOICE_TABLE:
+        return _query_choices(request)
     if table not in TABLES:
         return error(400, f"Invalid table {table}")
     try:
@@ -165,6 +169,49 @@ async def query_records(request: web.Request) -> web.Response:
         {"result": [_render(request, i) for i in page]},
         headers={"X-Total-Count": str(len(records))},
     )
+
+
+def _query_choices(request: web.Request) -> web.Response:
+    """sys_choice, read-only: the incident table's state and close_code lists."""
+    try:
+        conditions, _ = _parse_query(
+            request.query.get("sysparm_query", ""), CHOICE_FIELDS
+        )
+    except ValueError as exc:
+        return error(400, "Invalid query", str(exc))
+    rows = [
+        row
+        for row in _choices(request.app[SETTINGS])
+        if all(_holds(c, row) for c in conditions)
+    ]
+    fields = request.query.get("sysparm_fields")
+    if fields:
+        wanted = [f.strip() for f in fields.split(",")]
+        rows = [{f: row[f] for f in wanted if f in row} for row in rows]
+    return web.json_response(
+        {"result": rows}, headers={"X-Total-Count": str(len(rows))}
+    )
+
+
+def _choices(settings: SandboxSettings) -> list[dict[str, str]]:
+    lists = {"state": list(STATES.items())}
+    if settings.close_codes is not None:
+        lists["close_code"] = [(code, code) for code in settings.close_codes]
+    return [
+        {
+            "sys_id": f"choice-{element}-{n}",
+            "name": table,
+            "element": element,
+            "value": value,
+            "label": label,
+            "inactive": "false",
+            "language": "en",
+            "sequence": str(n),
+        }
+        for table in TABLES
+        for element, choices in lists.items()
+        for n, (value, label) in enumerate(choices)
+    ]
 
 
 # Writing
@@ -229,10 +276,9 @@ def _valid_close_code(settings: SandboxSettings, value: str) -> bool:
 
 
 def _parse_query(
-    text: str,
+    text: str, known: tuple[str, ...] = (*WRITABLE, *READ_ONLY)
 ) -> tuple[list[tuple[str, str, str]], list[tuple[str, bool]]]:
     """Conditions and sort keys of an encoded query; unknown fields are dropped."""
-    known = (*WRITABLE, *READ_ONLY)
     conditions: list[tuple[str, str, str]] = []
     order: list[tuple[str, bool]] = []
     for part in filter(None, text.split("^")):

@@ -3,6 +3,7 @@
 A partner integration posts JSON to /webhook/{name}; the verify URL
 /webhook/{name}/{key} shows what was stored under that Idempotency-Key, so
 the sender can prove its delivery the same way it does for ticketing systems.
+GET /webhook/{name} answers 200 while the receiver is up: a probe URL.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ticketbridge.sandbox.store import STORE, WebhookRecord, now
 def routes() -> list[web.RouteDef]:
     return [
         web.post("/webhook/{name}", receive),
+        web.get("/webhook/{name}", status),
         web.get("/webhook/{name}/{ref}", lookup),
     ]
 
@@ -37,6 +39,13 @@ async def receive(request: web.Request) -> web.Response:
     record = WebhookRecord(store.next_webhook_id(), name, key, body, now())
     store.webhooks[record.id] = record
     return web.json_response(record.as_json(), status=201)
+
+
+async def status(request: web.Request) -> web.Response:
+    """What a probe URL answers: the receiver is up, and how much it holds."""
+    name = request.match_info["name"]
+    held = sum(1 for r in request.app[STORE].webhooks.values() if r.name == name)
+    return web.json_response({"receiver": name, "records": held})
 
 
 async def lookup(request: web.Request) -> web.Response:
