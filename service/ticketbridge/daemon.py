@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ticketbridge import systemd_notify
 from ticketbridge.config import Config, ConfigError, load_config
+from ticketbridge.config.diff import config_changes
 from ticketbridge.destinations import build_destination
 from ticketbridge.events import Event
 from ticketbridge.health import build_app, serve
@@ -34,6 +35,7 @@ class Daemon:
         self.ledger: Ledger | None = None
         self.last_poll = 0.0
         self.config_ok = True
+        self.started = time.monotonic()
         self._stop = asyncio.Event()
         self._poll_now = asyncio.Event()
         self._reloading = asyncio.Lock()
@@ -92,7 +94,16 @@ class Daemon:
         await asyncio.gather(*(s.stop(timeout) for s in self.senders.values()))
         assert self.ledger is not None
         await self.ledger.close()
-        log.info("ticketbridge stopped")
+        log.info("ticketbridge stopped", extra=self._run_summary())
+
+    def _run_summary(self) -> dict[str, object]:
+        """What this run did, for the one line logged at shutdown."""
+        outcomes = self.metrics.delivery_outcomes()
+        return {
+            "uptime": round(time.monotonic() - self.started, 1),
+            "events_ingested": self.metrics.events_ingested(),
+            "deliveries": ",".join(f"{k}={v}" for k, v in outcomes.items()) or "none",
+        }
 
     # -- configuration ----------------------------------------------------
 
@@ -149,11 +160,15 @@ class Daemon:
                     extra={"config": str(self.config_path)},
                 )
             else:
+                changes = config_changes(self.config, config) or {"changes": "none"}
                 self._apply(config)
                 self.config_ok = True
                 self.metrics.reload_ok.set(1)
                 self.metrics.reload_ok_time.set(time.time())
-                log.info("config reloaded", extra={"config": str(self.config_path)})
+                log.info(
+                    "config reloaded",
+                    extra={"config": str(self.config_path), **changes},
+                )
                 self._poll_now.set()
             systemd_notify.notify("READY=1", "STATUS=polling")
 
@@ -195,11 +210,22 @@ class Daemon:
         except Exception as exc:
             self.metrics.source_errors.labels(name).inc()
             log.error("poll failed: %s", exc, extra={"source": name})
+            await self._record_poll(name, False, f"{type(exc).__name__}: {exc}")
             return False
 
         self.metrics.source_last_success.labels(name).set(time.time())
+        await self._record_poll(name, True, None)
         size = len(polled.events) + len(polled.rejects)
         return size >= source.batch_size
+
+    async def _record_poll(self, name: str, ok: bool, error: str | None) -> None:
+        """Keep the poll's outcome in the ledger for `ticketbridge status`."""
+        assert self.ledger is not None
+        try:
+            await self.ledger.record_source_poll(name, ok, error)
+        except Exception as exc:
+            # The ledger being unwritable is already loud (metrics, poll errors).
+            log.warning("source status not recorded: %s", exc, extra={"source": name})
 
     async def _store(self, name: str, source: Source, polled: Polled) -> None:
         """Commit, then acknowledge: the source lets go only of what is stored."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -92,12 +93,37 @@ class Metrics:
     ) -> None:
         self.request_duration.labels(destination, operation).observe(seconds)
 
+    def events_ingested(self) -> int:
+        """Events this process stored, over every source."""
+        return int(_total(self.ingested))
+
+    def delivery_outcomes(self) -> dict[str, int]:
+        """Delivery operations this process finished, by outcome, sorted."""
+        totals: dict[str, int] = {}
+        for sample in _samples(self.deliveries_total):
+            outcome = sample.labels["outcome"]
+            totals[outcome] = totals.get(outcome, 0) + int(sample.value)
+        return dict(sorted(totals.items()))
+
     def set_destination_stats(
         self, destinations: list[str], stats: dict[str, DestinationStats]
     ) -> None:
         self.ledger_gauges.snapshot = {
             name: stats.get(name, DestinationStats({}, 0.0, 0)) for name in destinations
         }
+
+
+def _samples(counter: Counter) -> list[Any]:
+    return [
+        sample
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    ]
+
+
+def _total(counter: Counter) -> float:
+    return sum(sample.value for sample in _samples(counter))
 
 
 class LedgerGauges(Collector):

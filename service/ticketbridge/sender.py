@@ -146,7 +146,7 @@ class Sender:
         plan = await self._plan(delivery)
         if plan.operation == "skip":
             await self.ledger.mark_skipped(delivery, plan.skip_reason)
-            self._count(delivery, "skip", "skipped", plan.skip_reason)
+            self._count(delivery, "skip", "skipped", plan.skip_reason, duration=0.0)
             return
 
         await self.ledger.start_attempt(delivery.id, plan.operation)
@@ -166,7 +166,9 @@ class Sender:
         await self.ledger.mark_sent(
             delivery, plan.operation, ref.id, ref.key, marker, duration
         )
-        self._count(delivery, plan.operation, "sent", ref.key)
+        self._count(
+            delivery, plan.operation, "sent", ref.key, duration=duration, ticket=ref.key
+        )
         await self._verify(await self.ledger.delivery(delivery.id), plan.operation)
 
     async def _plan(self, delivery: Delivery) -> Plan:
@@ -228,7 +230,8 @@ class Sender:
         if view.marker_present and view.is_open == want_open:
             await self.ledger.mark_verified(delivery, operation)
             self.metrics.verifications.labels(self.name, "verified").inc()
-            self._count(delivery, operation, "verified", ref.key)
+            duration = time.monotonic() - started
+            self._count(delivery, operation, "verified", ref.key, duration=duration)
             return
 
         self.metrics.verifications.labels(self.name, "mismatch").inc()
@@ -278,17 +281,32 @@ class Sender:
             retry_at = time.time() + self._wait(failures, retry_after)
         kind = "transient" if transient else "permanent"
         error = f"{kind}: {exc}"
+        duration = time.monotonic() - started
         state = await self.ledger.mark_failed(
             delivery,
             operation,
             error,
             status=getattr(exc, "status", None),
-            duration=time.monotonic() - started,
+            duration=duration,
             retry_at=retry_at,
             keep_state=keep_state,
         )
+        await self._record_error(error)
         outcome = "dead" if state == "dead" else "retrying"
-        self._count(delivery, operation, outcome, error, failures=failures)
+        self._count(
+            delivery, operation, outcome, error, failures=failures, duration=duration
+        )
+
+    async def _record_error(self, error: str) -> None:
+        """Keep the destination's last error for `ticketbridge status`."""
+        try:
+            await self.ledger.record_destination_status(self.name, last_error=error)
+        except Exception as exc:
+            log.warning(
+                "destination status not recorded: %s",
+                exc,
+                extra={"destination": self.name},
+            )
 
     def _wait(self, failures: int, retry_after: float | None) -> float:
         state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
@@ -306,15 +324,24 @@ class Sender:
         outcome: str,
         detail: str,
         *,
+        duration: float,
         failures: int | None = None,
+        ticket: str | None = None,
     ) -> None:
         self.metrics.deliveries_total.labels(self.name, operation, outcome).inc()
         level = logging.WARNING if outcome in ("dead", "retrying") else logging.INFO
         if outcome == "dead":
             level = logging.ERROR
-        fields = self._fields(delivery, operation=operation, outcome=outcome)
+        fields = self._fields(
+            delivery,
+            operation=operation,
+            outcome=outcome,
+            duration=round(duration, 3),
+        )
         if failures is not None:
             fields["consecutive_failures"] = failures
+        if ticket is not None:
+            fields["ticket"] = ticket
         log.log(level, "delivery %s: %s", outcome, detail, extra=fields)
 
     def _fields(self, delivery: Delivery, **more: object) -> dict[str, object]:
