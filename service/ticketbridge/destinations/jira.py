@@ -66,14 +66,7 @@ class JiraDestination:
     async def create(self, event: Event, marker: str) -> TicketRef:
         """Open an issue labelled with `marker`."""
         check_marker(marker)
-        text = render_text(event)
-        fields = {
-            "project": {"key": self.settings.project},
-            "issuetype": {"name": self.settings.issue_type},
-            "summary": truncate(text.title, SUMMARY_LIMIT),
-            "description": self._text(truncate(text.body, DESCRIPTION_LIMIT)),
-            "labels": [marker],
-        }
+        fields = issue_fields(self.settings, event, marker)
 
         reply = await self._http.request(
             "create", "POST", f"{self._api}/issue", json={"fields": fields}
@@ -228,13 +221,32 @@ class JiraDestination:
         return TicketRef(_id(issues[0], "id"), _id(issues[0], "key"))
 
     def _text(self, text: str) -> str | dict[str, Any]:
-        return adf_document(text) if self._v == 3 else text
+        return jira_text(self._v, text)
 
     def _issue(self, ticket: TicketRef) -> str:
         return f"{self._api}/issue/{quote(ticket.id, safe='')}"
 
     def _fields(self, ticket: TicketRef, **more: object) -> dict[str, object]:
         return {"destination": self.name, "ticket": ticket.key, **more}
+
+
+def issue_fields(settings: JiraSettings, event: Event, marker: str) -> dict[str, Any]:
+    """The fields `create` sends for `event`; also shown by `ticketbridge route`."""
+    text = render_text(event)
+    return {
+        "project": {"key": settings.project},
+        "issuetype": {"name": settings.issue_type},
+        "summary": truncate(text.title, SUMMARY_LIMIT),
+        "description": jira_text(
+            settings.api_version, truncate(text.body, DESCRIPTION_LIMIT)
+        ),
+        "labels": [marker],
+    }
+
+
+def jira_text(api_version: int, text: str) -> str | dict[str, Any]:
+    """A text field as the API version wants it: ADF (3) or a plain string (2)."""
+    return adf_document(text) if api_version == 3 else text
 
 
 def choose_transition(transitions: list[Any], wanted: str) -> str | None:

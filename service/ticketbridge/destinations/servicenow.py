@@ -61,17 +61,7 @@ class ServiceNowDestination:
     async def create(self, event: Event, marker: str) -> TicketRef:
         """Insert a record whose correlation_id is `marker`."""
         check_marker(marker)
-        text = render_text(event)
-        record = {
-            "short_description": truncate(text.title, SHORT_DESCRIPTION_LIMIT),
-            "description": text.body,
-            "correlation_id": marker,
-            "correlation_display": "ticketbridge",
-        }
-        if self.settings.caller_id:
-            record["caller_id"] = self.settings.caller_id
-        if self.settings.assignment_group:
-            record["assignment_group"] = self.settings.assignment_group
+        record = incident_record(self.settings, event, marker)
 
         reply = await self._http.request("create", "POST", self._table, json=record)
 
@@ -90,12 +80,7 @@ class ServiceNowDestination:
         ServiceNow drops a close_code that is not a choice on the instance and
         then refuses the update (403, data policy): a permanent error.
         """
-        change = {
-            "state": self.settings.resolved_state,
-            "close_code": self.settings.close_code,
-            "close_notes": render_text(event).comment,
-        }
-        await self._update("resolve", ticket, change)
+        await self._update("resolve", ticket, resolve_change(self.settings, event))
         log.info("ticket resolved", extra=self._fields(ticket))
 
     async def find(self, marker: str) -> TicketRef | None:
@@ -188,6 +173,33 @@ class ServiceNowDestination:
 
     def _fields(self, ticket: TicketRef, **more: object) -> dict[str, object]:
         return {"destination": self.name, "ticket": ticket.key, **more}
+
+
+def incident_record(
+    settings: ServiceNowSettings, event: Event, marker: str
+) -> dict[str, str]:
+    """The record `create` inserts for `event`; also shown by `ticketbridge route`."""
+    text = render_text(event)
+    record = {
+        "short_description": truncate(text.title, SHORT_DESCRIPTION_LIMIT),
+        "description": text.body,
+        "correlation_id": marker,
+        "correlation_display": "ticketbridge",
+    }
+    if settings.caller_id:
+        record["caller_id"] = settings.caller_id
+    if settings.assignment_group:
+        record["assignment_group"] = settings.assignment_group
+    return record
+
+
+def resolve_change(settings: ServiceNowSettings, event: Event) -> dict[str, str]:
+    """The update `resolve` sends; also shown by `ticketbridge route`."""
+    return {
+        "state": settings.resolved_state,
+        "close_code": settings.close_code,
+        "close_notes": render_text(event).comment,
+    }
 
 
 def _authorization(settings: ServiceNowSettings) -> tuple[str, list[str]]:

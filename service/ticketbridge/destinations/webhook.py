@@ -142,12 +142,7 @@ class WebhookDestination:
     async def _post(
         self, operation: str, marker: str, event: Event, ticket: TicketRef | None
     ) -> Any:
-        payload = {
-            "operation": operation,
-            "marker": marker,
-            **event.to_record(),
-            "ticket": {"id": ticket.id, "key": ticket.key} if ticket else None,
-        }
+        payload = webhook_payload(operation, marker, event, ticket)
         key = idempotency_key(marker, operation, event)
 
         reply = await self._http.request(
@@ -170,6 +165,18 @@ class WebhookDestination:
 
     def _fields(self, ticket: TicketRef) -> dict[str, object]:
         return {"destination": self.name, "ticket": ticket.key}
+
+
+def webhook_payload(
+    operation: str, marker: str, event: Event, ticket: TicketRef | None
+) -> dict[str, Any]:
+    """The JSON body of one POST; also shown by `ticketbridge route`."""
+    return {
+        "operation": operation,
+        "marker": marker,
+        **event.to_record(),
+        "ticket": {"id": ticket.id, "key": ticket.key} if ticket else None,
+    }
 
 
 def idempotency_key(marker: str, operation: str, event: Event) -> str:
