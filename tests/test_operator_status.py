@@ -30,7 +30,7 @@ def test_dead_deliveries_need_attention(
     build_ledger(tmp_path)
     assert status(operator_config(tmp_path)) == 1
     out = capsys.readouterr().out
-    assert "destination snow_old: 1 dead deliveries" in out
+    assert "destination snow_old: 1 dead delivery" in out
     assert "HTTP 401" in out
 
 

@@ -67,6 +67,11 @@ def cmd_operator(args: argparse.Namespace) -> int:
     except OperatorError as exc:
         print(f"ticketbridge: {exc}", file=sys.stderr)
         return commands.EXIT_BAD_REQUEST
+    except BrokenPipeError:
+        # Output cut short by `| head`: not an error. Python would complain
+        # again when it flushes stdout at exit, so point stdout elsewhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def cmd_notify(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from ticketbridge.operator.access import OperatorError, event_ref, find_events
 from ticketbridge.operator.render import (
     age,
     as_json,
+    count,
     fields,
     shorten,
     table,
@@ -280,4 +281,4 @@ def render_changed(rows: list[dict[str, Any]], verb: str, as_json_output: bool) 
         ["EVENT", "DESTINATION", "DELIVERY", "NOW"],
         [[r["event"], r["destination"], r["delivery_id"], r["state"]] for r in rows],
     )
-    return f"{listing}\n{len(rows)} deliveries {verb}"
+    return f"{listing}\n{count(len(rows), 'delivery')} {verb}"

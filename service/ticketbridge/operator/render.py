@@ -66,6 +66,14 @@ def shorten(text: str | None, limit: int = 60) -> str | None:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def count(number: int, noun: str) -> str:
+    """`1 delivery`, `3 deliveries`: nouns in -y take -ies, others -s."""
+    if number == 1:
+        return f"1 {noun}"
+    plural = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+    return f"{number} {plural}"
+
+
 def _cell(value: Any) -> str:
     if value is None or value == "":
         return "-"

@@ -12,7 +12,14 @@ from typing import Any
 from ticketbridge import ledger_report
 from ticketbridge.config import Config
 from ticketbridge.ledger import STATES, DestinationStats, Ledger
-from ticketbridge.operator.render import age, as_json, fields, table, timestamp
+from ticketbridge.operator.render import (
+    age,
+    as_json,
+    count,
+    fields,
+    table,
+    timestamp,
+)
 
 # A source is late after this many poll intervals without a good poll (the
 # same bound as /readyz uses for the poll loop).
@@ -124,7 +131,7 @@ def _add_destination(
     where = f"destination {name}"
     if counts["dead"]:
         status.attention.append(
-            f"{where}: {counts['dead']} dead deliveries "
+            f"{where}: {count(counts['dead'], 'dead delivery')} "
             f"(ticketbridge events list --state dead --destination {name})"
         )
     if circuit == "open":
