@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from ticketbridge import __version__, logs
 from ticketbridge.config import ConfigError, load_config, summarise
@@ -67,6 +68,29 @@ def cmd_migration_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operator(args: argparse.Namespace) -> int:
+    """Run one operator command (status, events, route) against the config."""
+    from ticketbridge.operator import commands
+    from ticketbridge.operator.access import OperatorError
+
+    try:
+        config = load_config(config_path(args.config))
+        if args.func_async is commands.route_command:
+            return commands.route_command(config, args)
+        return int(asyncio.run(args.func_async(config, args)))
+    except ConfigError as exc:
+        print_config_error(exc)
+        return EXIT_CONFIG
+    except OperatorError as exc:
+        print(f"ticketbridge: {exc}", file=sys.stderr)
+        return commands.EXIT_BAD_REQUEST
+    except BrokenPipeError:
+        # Output cut short by `| head`: not an error. Python would complain
+        # again when it flushes stdout at exit, so point stdout elsewhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
 def cmd_notify(args: argparse.Namespace) -> int:
     from ticketbridge.sources.notify import run_notify
 
@@ -118,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="read each listed ticket from its system"
     )
     report.set_defaults(func=cmd_migration_report)
+    add_operator_commands(commands)
 
     sandbox = commands.add_parser("sandbox", help="serve a fake ticketing system")
     sandbox.add_argument("--host", default="127.0.0.1")
@@ -127,6 +152,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sandbox.set_defaults(func=cmd_sandbox)
     return parser
+
+
+def add_operator_commands(commands: Any) -> None:
+    """status, events list|show|retry|skip, route: see operator/commands.py."""
+    from ticketbridge.ledger import STATES
+    from ticketbridge.operator import commands as op
+    from ticketbridge.operator.status import DEFAULT_MAX_PENDING_AGE
+
+    # --config and --json may also follow the command, as operators type them.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help="config file")
+    common.add_argument("--json", action="store_true", help="JSON output")
+
+    def command(parent: Any, name: str, func: Any, text: str) -> Any:
+        parser = parent.add_parser(name, parents=[common], help=text)
+        parser.set_defaults(func=cmd_operator, func_async=func)
+        return parser
+
+    status = command(commands, "status", op.status_command, "is anything wrong?")
+    status.add_argument(
+        "--max-pending-age",
+        type=float,
+        default=DEFAULT_MAX_PENDING_AGE,
+        metavar="SECONDS",
+        help="an unfinished delivery older than this needs attention (900)",
+    )
+
+    events = commands.add_parser("events", help="list, show, retry, skip events")
+    actions = events.add_subparsers(dest="action", required=True)
+    listing = command(actions, "list", op.list_command, "list deliveries")
+    listing.add_argument("--state", choices=STATES)
+    listing.add_argument("--destination")
+    listing.add_argument("--limit", type=int, default=50)
+
+    show = command(actions, "show", op.show_command, "one event's whole history")
+    show.add_argument("id", help="ledger id or source:source_event_id")
+
+    retry = command(actions, "retry", op.retry_command, "send deliveries again")
+    retry.add_argument("ids", nargs="*", metavar="ID")
+    retry.add_argument("--dead", action="store_true", help="every dead delivery")
+    retry.add_argument("--destination")
+
+    skip = command(actions, "skip", op.skip_command, "give deliveries up")
+    skip.add_argument("ids", nargs="+", metavar="ID")
+    skip.add_argument("--reason", required=True)
+    skip.add_argument("--destination")
+
+    route = command(commands, "route", op.route_command, "dry-run one event file")
+    route.add_argument("file", metavar="EVENT.json")
+    route.add_argument("--source", help="the spool source the file is for")
 
 
 def main(argv: list[str] | None = None) -> int:

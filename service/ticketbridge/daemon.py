@@ -8,11 +8,13 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from ticketbridge import systemd_notify
 from ticketbridge.breaker import Breaker
 from ticketbridge.config import Config, ConfigError, load_config
+from ticketbridge.config.diff import config_changes
 from ticketbridge.config.model import DEFAULT_LIFECYCLE, Lifecycle
 from ticketbridge.destinations import build_destination
 from ticketbridge.destinations.base import Destination, ProbeResult
@@ -55,6 +57,7 @@ class Daemon:
         self.ledger: Ledger | None = None
         self.last_poll = 0.0
         self.config_ok = True
+        self.started = time.monotonic()
         self._stop = asyncio.Event()
         self._poll_now = asyncio.Event()
         self._reloading = asyncio.Lock()
@@ -63,6 +66,9 @@ class Daemon:
 
     async def run(self) -> int:
         self.ledger = await Ledger.open(self.config.ledger.path)
+        if self.preflight.observer is None:
+            # `ticketbridge status` reads circuit states and probe results here.
+            self.preflight.observer = self._record_destination_status
         self.metrics.ledger_up.set(1)
         self.metrics.reload_ok.set(1)
         self.metrics.reload_ok_time.set(time.time())
@@ -117,7 +123,16 @@ class Daemon:
         await asyncio.gather(*(s.stop(timeout) for s in self.senders.values()))
         assert self.ledger is not None
         await self.ledger.close()
-        log.info("ticketbridge stopped")
+        log.info("ticketbridge stopped", extra=self._run_summary())
+
+    def _run_summary(self) -> dict[str, object]:
+        """What this run did, for the one line logged at shutdown."""
+        outcomes = self.metrics.delivery_outcomes()
+        return {
+            "uptime": round(time.monotonic() - self.started, 1),
+            "events_ingested": self.metrics.events_ingested(),
+            "deliveries": ",".join(f"{k}={v}" for k, v in outcomes.items()) or "none",
+        }
 
     # -- configuration ----------------------------------------------------
 
@@ -205,12 +220,16 @@ class Daemon:
                     extra={"config": str(self.config_path)},
                 )
             else:
+                changes = config_changes(self.config, config) or {"changes": "none"}
                 self._apply(config)
                 await self.preflight.report_all(probes)
                 self.config_ok = True
                 self.metrics.reload_ok.set(1)
                 self.metrics.reload_ok_time.set(time.time())
-                log.info("config reloaded", extra={"config": str(self.config_path)})
+                log.info(
+                    "config reloaded",
+                    extra={"config": str(self.config_path), **changes},
+                )
                 self._poll_now.set()
             systemd_notify.notify("READY=1", "STATUS=polling")
 
@@ -306,11 +325,38 @@ class Daemon:
         except Exception as exc:
             self.metrics.source_errors.labels(name).inc()
             log.error("poll failed: %s", exc, extra={"source": name})
+            await self._record_poll(name, False, f"{type(exc).__name__}: {exc}")
             return False, False
 
         self.metrics.source_last_success.labels(name).set(time.time())
+        await self._record_poll(name, True, None)
         size = len(polled.events) + len(polled.rejects)
         return True, size >= source.batch_size
+
+    async def _record_destination_status(
+        self,
+        destination: str,
+        *,
+        circuit_state: str | None = None,
+        last_error: str | None = None,
+        probes: list[ProbeResult] | None = None,
+    ) -> None:
+        assert self.ledger is not None
+        await self.ledger.record_destination_status(
+            destination,
+            circuit_state=circuit_state,
+            last_error=last_error,
+            probes=None if probes is None else [asdict(p) for p in probes],
+        )
+
+    async def _record_poll(self, name: str, ok: bool, error: str | None) -> None:
+        """Keep the poll's outcome in the ledger for `ticketbridge status`."""
+        assert self.ledger is not None
+        try:
+            await self.ledger.record_source_poll(name, ok, error)
+        except Exception as exc:
+            # The ledger being unwritable is already loud (metrics, poll errors).
+            log.warning("source status not recorded: %s", exc, extra={"source": name})
 
     async def _store(self, name: str, source: Source, polled: Polled) -> None:
         """Commit, then acknowledge: the source lets go only of what is stored."""

@@ -118,7 +118,35 @@ MIGRATIONS: list[str] = [
     CREATE INDEX tickets_owner ON tickets (incident_key, destination, id);
     CREATE INDEX deliveries_owner ON deliveries (incident_key, state);
     """,
+    # 3: what operators ask about without reading the logs: the health of
+    # each source's polling and each destination, and the route of an event
+    # (kept even when the route dropped it, so no delivery names it).
+    """
+    CREATE TABLE source_status (
+        source TEXT PRIMARY KEY,
+        last_poll_at REAL,
+        last_success_at REAL,
+        last_error TEXT,
+        last_error_at REAL,
+        consecutive_errors INTEGER NOT NULL DEFAULT 0,
+        total_errors INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE destination_status (
+        destination TEXT PRIMARY KEY,
+        circuit_state TEXT NOT NULL DEFAULT 'closed',
+        last_error TEXT,
+        last_error_at REAL,
+        probes TEXT,
+        updated_at REAL NOT NULL
+    );
+    ALTER TABLE events ADD COLUMN route TEXT;
+    CREATE INDEX deliveries_state ON deliveries (state, updated_at);
+    """,
 ]
+
+# States an operator may send back to work, and states an operator may skip.
+RETRYABLE_STATES = ("dead", "retrying")
+SKIPPABLE_STATES = (*ACTIVE_STATES, "dead")
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,8 +316,8 @@ class Ledger:
         event = item.event
         cursor = await db.execute(
             "INSERT OR IGNORE INTO events (source, source_event_id, kind, "
-            "incident_key, occurred_at, record, ingested_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "incident_key, occurred_at, record, ingested_at, route) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 event.source,
                 event.source_event_id,
@@ -298,6 +326,7 @@ class Ledger:
                 event.occurred_at.isoformat(),
                 json.dumps(event.to_record(), default=str),
                 now,
+                item.route,
             ),
         )
         return cursor.lastrowid if cursor.rowcount == 1 else None
@@ -696,6 +725,126 @@ class Ledger:
             (delivery_id, time.time(), operation, outcome, status, duration, error),
         )
 
+    # -- operator repairs -------------------------------------------------
+
+    async def operator_retry(self, delivery_ids: Sequence[int]) -> list[int]:
+        """Send dead or retrying deliveries back to work now; returns those changed.
+
+        A delivery whose write already landed (it has a ticket) goes back to
+        `sent`, so it is read back again instead of written twice (a second
+        comment, say); the others go back to `pending`. The running daemon
+        picks them up on its next read of due deliveries.
+        """
+        now = time.time()
+        changed: list[int] = []
+        async with self._transaction() as db:
+            for delivery_id in delivery_ids:
+                cursor = await db.execute(
+                    "UPDATE deliveries SET "
+                    "state = CASE WHEN ticket_id IS NULL THEN 'pending' "
+                    "ELSE 'sent' END, "
+                    "consecutive_failures = 0, next_attempt_at = ?, updated_at = ? "
+                    f"WHERE id = ? AND state IN {sql_list(RETRYABLE_STATES)}",
+                    (now, now, delivery_id),
+                )
+                if cursor.rowcount != 1:
+                    continue
+                changed.append(delivery_id)
+                await self._record_attempt(
+                    db, delivery_id, "operator", "operator-retry", None, None
+                )
+        return changed
+
+    async def operator_skip(
+        self, delivery_ids: Sequence[int], reason: str
+    ) -> list[int]:
+        """Give up on active or dead deliveries, with `operator: <reason>`.
+
+        A delivery in flight in the running daemon at this moment may still
+        finish its request and record its outcome over the skip.
+        """
+        now = time.time()
+        text = f"operator: {reason}"
+        changed: list[int] = []
+        async with self._transaction() as db:
+            for delivery_id in delivery_ids:
+                cursor = await db.execute(
+                    "UPDATE deliveries SET state = 'skipped', last_error = ?, "
+                    "updated_at = ? WHERE id = ? "
+                    f"AND state IN {sql_list(SKIPPABLE_STATES)}",
+                    (text, now, delivery_id),
+                )
+                if cursor.rowcount != 1:
+                    continue
+                changed.append(delivery_id)
+                await self._record_attempt(
+                    db, delivery_id, "operator", "skipped", None, None, text
+                )
+        return changed
+
+    # -- status -----------------------------------------------------------
+
+    async def record_source_poll(
+        self, source: str, ok: bool, error: str | None = None
+    ) -> None:
+        """Note one poll of a source: its time, and its error if it failed."""
+        now = time.time()
+        if ok:
+            query = (
+                "INSERT INTO source_status (source, last_poll_at, last_success_at) "
+                "VALUES (?, ?, ?) ON CONFLICT (source) DO UPDATE SET "
+                "last_poll_at = excluded.last_poll_at, "
+                "last_success_at = excluded.last_success_at, consecutive_errors = 0"
+            )
+            params: tuple[Any, ...] = (source, now, now)
+        else:
+            query = (
+                "INSERT INTO source_status (source, last_poll_at, last_error, "
+                "last_error_at, consecutive_errors, total_errors) "
+                "VALUES (?, ?, ?, ?, 1, 1) ON CONFLICT (source) DO UPDATE SET "
+                "last_poll_at = excluded.last_poll_at, "
+                "last_error = excluded.last_error, "
+                "last_error_at = excluded.last_error_at, "
+                "consecutive_errors = consecutive_errors + 1, "
+                "total_errors = total_errors + 1"
+            )
+            params = (source, now, error or "unknown error", now)
+        async with self._transaction() as db:
+            await db.execute(query, params)
+
+    async def record_destination_status(
+        self,
+        destination: str,
+        *,
+        circuit_state: str | None = None,
+        last_error: str | None = None,
+        probes: Any = None,
+    ) -> None:
+        """Update what is known of a destination; fields left None are kept.
+
+        `probes` is any JSON-serialisable value (the preflight probes' results).
+        """
+        now = time.time()
+        changes: dict[str, Any] = {"updated_at": now}
+        if circuit_state is not None:
+            changes["circuit_state"] = circuit_state
+        if last_error is not None:
+            changes["last_error"] = last_error
+            changes["last_error_at"] = now
+        if probes is not None:
+            changes["probes"] = json.dumps(probes, default=str)
+
+        columns = ", ".join(changes)
+        marks = ", ".join("?" for _ in changes)
+        updates = ", ".join(f"{name} = excluded.{name}" for name in changes)
+        async with self._transaction() as db:
+            await db.execute(
+                f"INSERT INTO destination_status (destination, {columns}) "
+                f"VALUES (?, {marks}) ON CONFLICT (destination) DO UPDATE SET "
+                f"{updates}",
+                (destination, *changes.values()),
+            )
+
     # -- reporting --------------------------------------------------------
 
     async def destination_stats(self, now: float) -> dict[str, DestinationStats]:
@@ -744,6 +893,11 @@ class Ledger:
         """Read-only rows for the command line's reports."""
         async with self._db.execute(query, params) as cursor:
             return [dict(row) async for row in cursor]
+
+
+def sql_list(names: Sequence[str]) -> str:
+    """A constant list of state names as SQL: ('dead', 'retrying')."""
+    return "(" + ", ".join(f"'{name}'" for name in names) + ")"
 
 
 def delivery_from_row(row: aiosqlite.Row) -> Delivery:

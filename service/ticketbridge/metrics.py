@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -170,6 +171,18 @@ class Metrics:
         with contextlib.suppress(KeyError):
             self.circuit_state.remove(destination)
 
+    def events_ingested(self) -> int:
+        """Events this process stored, over every source."""
+        return int(_total(self.ingested))
+
+    def delivery_outcomes(self) -> dict[str, int]:
+        """Delivery operations this process finished, by outcome, sorted."""
+        totals: dict[str, int] = {}
+        for sample in _samples(self.deliveries_total):
+            outcome = sample.labels["outcome"]
+            totals[outcome] = totals.get(outcome, 0) + int(sample.value)
+        return dict(sorted(totals.items()))
+
     def set_destination_stats(
         self, destinations: list[str], stats: dict[str, DestinationStats]
     ) -> None:
@@ -185,6 +198,19 @@ def _sources_of(gauge: Gauge) -> set[str]:
         for family in gauge.collect()
         for sample in family.samples
     }
+
+
+def _samples(counter: Counter) -> list[Any]:
+    return [
+        sample
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    ]
+
+
+def _total(counter: Counter) -> float:
+    return sum(sample.value for sample in _samples(counter))
 
 
 class LedgerGauges(Collector):

@@ -200,13 +200,13 @@ class Sender:
         if delivery.role == "shadow":
             reason = await shadow_delivery(self.destination, delivery)
             await self.ledger.mark_skipped(delivery, reason)
-            self._count(delivery, "skip", "skipped", reason)
+            self._count(delivery, "skip", "skipped", reason, duration=0.0)
             return
 
         plan = await self._plan(delivery)
         if plan.operation == "skip":
             await self.ledger.mark_skipped(delivery, plan.skip_reason)
-            self._count(delivery, "skip", "skipped", plan.skip_reason)
+            self._count(delivery, "skip", "skipped", plan.skip_reason, duration=0.0)
             return
         if self._needs_pre_read(delivery, plan) and await self._closed_elsewhere(
             delivery, plan
@@ -233,7 +233,9 @@ class Sender:
         await self.ledger.mark_sent(
             delivery, plan.operation, ref.id, ref.key, marker, duration
         )
-        self._count(delivery, plan.operation, "sent", ref.key)
+        self._count(
+            delivery, plan.operation, "sent", ref.key, duration=duration, ticket=ref.key
+        )
         await self._verify(await self.ledger.delivery(delivery.id), plan.operation)
 
     async def _plan(self, delivery: Delivery) -> Plan:
@@ -305,7 +307,7 @@ class Sender:
         reason = f"closed by a person: status {view.status}"
         resolution = view.resolution or view.status
         await self.ledger.mark_closed_elsewhere(delivery, ticket.id, resolution, reason)
-        self._count(delivery, "skip", "skipped", reason)
+        self._count(delivery, "skip", "skipped", reason, duration=0.0)
 
     async def _apply(self, delivery: Delivery, plan: Plan) -> TicketRef:
         event = delivery.event
@@ -354,7 +356,8 @@ class Sender:
         if view.marker_present and view.is_open == want_open:
             await self.ledger.mark_verified(delivery, operation, view.resolution)
             self.metrics.verifications.labels(self.name, "verified").inc()
-            self._count(delivery, operation, "verified", ref.key)
+            duration = time.monotonic() - started
+            self._count(delivery, operation, "verified", ref.key, duration=duration)
             return
         if operation == "comment" and view.marker_present and not view.is_open:
             # The comment landed, but a person has closed the ticket meanwhile.
@@ -411,17 +414,32 @@ class Sender:
         error = f"{kind}: {exc}"
         status = getattr(exc, "status", None)
         self.metrics.count_rejection(self.name, status)
+        duration = time.monotonic() - started
         state = await self.ledger.mark_failed(
             delivery,
             operation,
             error,
             status=status,
-            duration=time.monotonic() - started,
+            duration=duration,
             retry_at=retry_at,
             keep_state=keep_state,
         )
+        await self._record_error(error)
         outcome = "dead" if state == "dead" else "retrying"
-        self._count(delivery, operation, outcome, error, failures=failures)
+        self._count(
+            delivery, operation, outcome, error, failures=failures, duration=duration
+        )
+
+    async def _record_error(self, error: str) -> None:
+        """Keep the destination's last error for `ticketbridge status`."""
+        try:
+            await self.ledger.record_destination_status(self.name, last_error=error)
+        except Exception as exc:
+            log.warning(
+                "destination status not recorded: %s",
+                exc,
+                extra={"destination": self.name},
+            )
 
     async def _answered(self, exc: Exception | None) -> None:
         """Tell the circuit breaker how a request to the destination went.
@@ -452,15 +470,24 @@ class Sender:
         outcome: str,
         detail: str,
         *,
+        duration: float,
         failures: int | None = None,
+        ticket: str | None = None,
     ) -> None:
         self.metrics.deliveries_total.labels(self.name, operation, outcome).inc()
         level = logging.WARNING if outcome in ("dead", "retrying") else logging.INFO
         if outcome == "dead":
             level = logging.ERROR
-        fields = self._fields(delivery, operation=operation, outcome=outcome)
+        fields = self._fields(
+            delivery,
+            operation=operation,
+            outcome=outcome,
+            duration=round(duration, 3),
+        )
         if failures is not None:
             fields["consecutive_failures"] = failures
+        if ticket is not None:
+            fields["ticket"] = ticket
         log.log(level, "delivery %s: %s", outcome, detail, extra=fields)
 
     def _fields(self, delivery: Delivery, **more: object) -> dict[str, object]:

@@ -122,6 +122,8 @@ class Daemon:
         # Environment secrets; a test that drops a destination drops its secret.
         self.secrets = dict(SECRETS)
         self.process: subprocess.Popen[bytes] | None = None
+        # Extra environment for the daemon and its commands; None removes.
+        self.env: dict[str, str | None] = {}
 
     def default_config(self, sandbox_url: str) -> dict[str, Any]:
         return {
@@ -158,8 +160,23 @@ class Daemon:
         self.config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
         self.config_path.chmod(0o600)
 
+    def environment(self) -> dict[str, str]:
+        merged = {**os.environ, **self.secrets, **self.env}
+        return {name: value for name, value in merged.items() if value is not None}
+
+    def command(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        """Run `ticketbridge --config <this config> ARGV...` with the daemon's env."""
+        return subprocess.run(
+            [sys.executable, "-m", "ticketbridge", "--config", str(self.config_path)]
+            + list(argv),
+            capture_output=True,
+            text=True,
+            env=self.environment(),
+            timeout=30,
+        )
+
     def start(self) -> None:
-        env = {**os.environ, **self.secrets}
+        env = self.environment()
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import HttpUrl, ValidationError
 
 from ticketbridge.config.model import SECRET_FIELDS, Config
 from ticketbridge.templates import TemplateError, reserved_field_problems, templates_for
@@ -164,7 +164,7 @@ def summarise(config: Config) -> str:
         lines.append(f"  {name}: {source.type} {where}")
     lines.append("destinations:")
     for name, dest in config.destinations.items():
-        lines.append(f"  {name}: {dest.type} {dest.url}")
+        lines.append(f"  {name}: {dest.type} {shown_url(dest.url)}")
     lines.append("routes (first match wins):")
     for route in config.routes:
         target = "drop" if route.drop else ", ".join(route.destinations)
@@ -172,3 +172,17 @@ def summarise(config: Config) -> str:
             target = f"{route.mode} (old: {route.old}, new: {route.new})"
         lines.append(f"  {route.name}: -> {target}")
     return "\n".join(lines)
+
+
+def shown_url(url: HttpUrl) -> str:
+    """A destination URL safe to print: scheme, host and port only.
+
+    A URL may carry a user and password, and a webhook's path is often its
+    secret (hooks.example/T0/B0/<token>), so neither is ever shown.
+    """
+    port = f":{url.port}" if url.port and url.port != _DEFAULT_PORTS[url.scheme] else ""
+    path = "/..." if url.path not in (None, "", "/") else ""
+    return f"{url.scheme}://{url.host}{port}{path}"
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}

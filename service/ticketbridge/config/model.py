@@ -131,6 +131,7 @@ class JiraSettings(HttpSettings):
             )
         if self.assignee and self.assignee_account_id:
             raise ValueError("give assignee or assignee_account_id, not both")
+        _refuse_url_credentials(self.url, "the token (and email)")
         return self
 
 
@@ -166,6 +167,11 @@ class ServiceNowSettings(HttpSettings):
     ) -> dict[str, ImpactUrgency]:
         return _lower_keys(value)
 
+    @model_validator(mode="after")
+    def _one_way_to_log_in(self) -> ServiceNowSettings:
+        _refuse_url_credentials(self.url, "username and password")
+        return self
+
 
 class WebhookSettings(HttpSettings):
     type: Literal["webhook"]
@@ -177,6 +183,25 @@ class WebhookSettings(HttpSettings):
     )
     token: SecretStr | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_way_to_log_in(self) -> WebhookSettings:
+        # The HTTP client cannot send both; it fails every request instead.
+        header = any(name.lower() == "authorization" for name in self.headers)
+        if self.token is not None or header:
+            _refuse_url_credentials(self.url, "the token")
+            if self.verify_url is not None:
+                _refuse_url_credentials(self.verify_url, "the token")
+        return self
+
+
+def _refuse_url_credentials(url: HttpUrl, instead: str) -> None:
+    """A user or password in the URL cannot go with an Authorization header."""
+    if url.username or url.password:
+        raise ValueError(
+            f"url: remove the user and password from the URL; this destination "
+            f"logs in with {instead}"
+        )
 
 
 class ZendeskSettings(HttpSettings):

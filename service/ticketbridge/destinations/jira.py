@@ -389,13 +389,18 @@ class JiraDestination:
         return fit(self.name, field, text, limit)
 
     def _text(self, text: str) -> str | dict[str, Any]:
-        return adf_document(text) if self._v == 3 else text
+        return jira_text(self._v, text)
 
     def _issue(self, ticket: TicketRef) -> str:
         return f"{self._api}/issue/{quote(ticket.id, safe='')}"
 
     def _fields(self, ticket: TicketRef, **more: object) -> dict[str, object]:
         return {"destination": self.name, "ticket": ticket.key, **more}
+
+
+def jira_text(api_version: int, text: str) -> str | dict[str, Any]:
+    """A text field as the API version wants it: ADF (3) or a plain string (2)."""
+    return adf_document(text) if api_version == 3 else text
 
 
 def choose_transition(transitions: list[Any], wanted: str) -> str | None:

@@ -57,37 +57,7 @@ class SpoolDirectory:
         return [self.path / name for name in names[: self.settings.batch_size]]
 
     def _read(self, path: Path) -> Event | Reject:
-        try:
-            if path.is_symlink():
-                return self._reject(path, "symlink", "symlinks are not followed")
-            if not path.is_file():
-                return self._reject(path, "not_a_file", "not a regular file")
-            size = path.stat().st_size
-            if size > MAX_FILE_BYTES:
-                return self._reject(
-                    path, "too_large", f"{size} bytes > {MAX_FILE_BYTES}"
-                )
-            raw = path.read_bytes()
-        except OSError as exc:
-            return self._reject(path, "unreadable", f"cannot read: {exc.strerror}")
-
-        try:
-            data = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            return self._reject(path, "encoding", f"not UTF-8 at byte {exc.start}")
-        except json.JSONDecodeError as exc:
-            detail = f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-            return self._reject(path, "json", detail)
-        except RecursionError:
-            return self._reject(path, "json", "JSON nested too deeply")
-
-        try:
-            return event_from_mapping(self.name, data)
-        except InvalidEvent as exc:
-            return self._reject(path, "invalid", str(exc))
-
-    def _reject(self, path: Path, reason: str, detail: str) -> Reject:
-        return Reject(item=path.name, reason=reason, detail=detail)
+        return read_event_file(self.name, path)
 
     async def acknowledge(self, polled: Polled) -> None:
         rejected = {reject.item for reject in polled.rejects}
@@ -127,3 +97,41 @@ class SpoolDirectory:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def read_event_file(source: str, path: Path) -> Event | Reject:
+    """One spool file as an event, or the reason it is rejected.
+
+    `ticketbridge route` validates a file with this too, so its errors are
+    the spool's own.
+    """
+    try:
+        if path.is_symlink():
+            return _reject(path, "symlink", "symlinks are not followed")
+        if not path.is_file():
+            return _reject(path, "not_a_file", "not a regular file")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return _reject(path, "too_large", f"{size} bytes > {MAX_FILE_BYTES}")
+        raw = path.read_bytes()
+    except OSError as exc:
+        return _reject(path, "unreadable", f"cannot read: {exc.strerror}")
+
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return _reject(path, "encoding", f"not UTF-8 at byte {exc.start}")
+    except json.JSONDecodeError as exc:
+        detail = f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        return _reject(path, "json", detail)
+    except RecursionError:
+        return _reject(path, "json", "JSON nested too deeply")
+
+    try:
+        return event_from_mapping(source, data)
+    except InvalidEvent as exc:
+        return _reject(path, "invalid", str(exc))
+
+
+def _reject(path: Path, reason: str, detail: str) -> Reject:
+    return Reject(item=path.name, reason=reason, detail=detail)
