@@ -168,12 +168,17 @@ class Daemon:
 
     # -- polling ----------------------------------------------------------
 
+    async def poll_once(self) -> bool:
+        """One batch from every source; True when some source has more waiting."""
+        full = False
+        for name, source in list(self.sources.items()):
+            full |= await self._poll_source(name, source)
+        return full
+
     async def _poll_loop(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
-            full = False
-            for name, source in list(self.sources.items()):
-                full |= await self._poll_source(name, source)
+            full = await self.poll_once()
             await self._update_stats()
             self.last_poll = time.time()
             self.metrics.heartbeat.set(self.last_poll)
@@ -226,6 +231,8 @@ class Daemon:
 
         for reject in polled.rejects:
             self.metrics.rejected.labels(name, reject.reason).inc()
+        for event in polled.events:
+            self._count_fallbacks(name, event)
         if new_ids:
             self.metrics.ingested.labels(name).inc(len(new_ids))
             for item in routed:
@@ -240,6 +247,19 @@ class Daemon:
                 )
             for sender in self.senders.values():
                 sender.wake()
+
+    def _count_fallbacks(self, name: str, event: Event) -> None:
+        if not event.fallbacks:
+            return
+        for field in event.fallbacks:
+            self.metrics.field_fallbacks.labels(name, field).inc()
+        log.warning(
+            "event field replaced by a default",
+            extra={
+                "event": f"{name}:{event.source_event_id}",
+                "fields": ",".join(event.fallbacks),
+            },
+        )
 
     def _route(self, event: Event, fields: list[str]) -> Routed:
         decision = self.router.route(event)

@@ -95,6 +95,13 @@ class SpoolSource(Strict):
     path: Path
     incident_key: list[str] = Field(default_factory=lambda: ["source", "host", "check"])
     batch_size: int = Field(500, ge=1, le=10_000)
+    settle_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=3600,
+        description="a file that does not parse yet and changed this recently "
+        "is taken as still being written and read again later",
+    )
 
 
 class SqlSource(Strict):
