@@ -229,9 +229,15 @@ class Config(BaseSettings):
 
     @model_validator(mode="after")
     def _references(self) -> Config:
-        for name in [*self.sources, *self.destinations]:
-            if not re.fullmatch(NAME, name):
-                raise ValueError(f"{name!r}: names are lower-case letters, digits, _")
+        for section, names in (
+            ("sources", self.sources),
+            ("destinations", self.destinations),
+        ):
+            for name in names:
+                if not re.fullmatch(NAME, name):
+                    raise ValueError(
+                        f"{section}.{name}: names are lower-case letters, digits, _"
+                    )
         seen: set[str] = set()
         for route in self.routes:
             if route.name in seen:
