@@ -34,6 +34,7 @@ class Daemon:
         self.ledger: Ledger | None = None
         self.last_poll = 0.0
         self.config_ok = True
+        self.ledger_writable = True
         self._stop = asyncio.Event()
         self._poll_now = asyncio.Event()
         self._reloading = asyncio.Lock()
@@ -221,10 +222,10 @@ class Daemon:
                 ],
             )
             new_ids = await self.ledger.ingest(name, routed, polled.cursor)
-        except Exception:
-            self.metrics.ledger_up.set(0)
+        except Exception as exc:
+            self._ledger_trouble(exc)
             raise
-        self.metrics.ledger_up.set(1)
+        self._ledger_writable_again()
 
         await source.set_aside(polled)
         await source.acknowledge(polled)
@@ -247,6 +248,27 @@ class Daemon:
                 )
             for sender in self.senders.values():
                 sender.wake()
+
+    def _ledger_trouble(self, exc: Exception) -> None:
+        # Nothing was acknowledged: the source keeps the batch and it is read
+        # again next poll, until the ledger takes writes again.
+        self.metrics.ledger_up.set(0)
+        if self.ledger_writable:
+            log.error(
+                "ledger not writable, holding events at their source: %s",
+                exc,
+                extra={"ledger": str(self.config.ledger.path)},
+            )
+        self.ledger_writable = False
+
+    def _ledger_writable_again(self) -> None:
+        self.metrics.ledger_up.set(1)
+        if not self.ledger_writable:
+            log.info(
+                "ledger writable again",
+                extra={"ledger": str(self.config.ledger.path)},
+            )
+        self.ledger_writable = True
 
     def _count_fallbacks(self, name: str, event: Event) -> None:
         if not event.fallbacks:
@@ -286,6 +308,8 @@ class Daemon:
         problems = []
         if self.ledger is None:
             problems.append("ledger not open")
+        if not self.ledger_writable:
+            problems.append("ledger not writable (disk full, read-only or locked?)")
         if not self.config_ok:
             problems.append("last config reload was refused")
         if time.time() - self.last_poll > 3 * self.config.poll_interval:
