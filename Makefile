@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv clean
+.PHONY: run test lint venv clean badinput
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv --help > /dev/null 2>&1 && $(PYTHON) -c "import ensurepip" 2>/dev/null \
@@ -27,6 +27,10 @@ test: venv
 	bash scripts/install-test-packages.sh
 	$(MAKE) lint
 	$(VENV)/bin/pytest -q
+
+# What becomes of every input of the bad-input corpus, counted by reason.
+badinput: venv
+	$(VENV)/bin/python -m tests.badinput.report
 
 clean:
 	rm -rf $(VENV) var

@@ -58,6 +58,7 @@ class Daemon:
         self.last_poll = 0.0
         self.config_ok = True
         self.started = time.monotonic()
+        self.ledger_writable = True
         self._stop = asyncio.Event()
         self._poll_now = asyncio.Event()
         self._reloading = asyncio.Lock()
@@ -291,15 +292,20 @@ class Daemon:
 
     # -- polling ----------------------------------------------------------
 
+    async def poll_once(self) -> tuple[bool, bool]:
+        """One batch from every source: (all polled well, some source has more)."""
+        healthy = True
+        full = False
+        for name, source in list(self.sources.items()):
+            ok, batch_full = await self._poll_source(name, source)
+            healthy &= ok
+            full |= batch_full
+        return healthy, full
+
     async def _poll_loop(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
-            full = False
-            healthy = True
-            for name, source in list(self.sources.items()):
-                ok, batch_full = await self._poll_source(name, source)
-                healthy &= ok
-                full |= batch_full
+            healthy, full = await self.poll_once()
             healthy &= await self._update_stats()
             self.last_poll = time.time()
             self.metrics.heartbeat.set(self.last_poll)
@@ -375,16 +381,18 @@ class Daemon:
             new_ids = await self.ledger.ingest(
                 name, routed, polled.cursor, configured=set(self.config.destinations)
             )
-        except Exception:
-            self.metrics.ledger_up.set(0)
+        except Exception as exc:
+            self._ledger_trouble(exc)
             raise
-        self.metrics.ledger_up.set(1)
+        self._ledger_writable_again()
 
         await source.set_aside(polled)
         await source.acknowledge(polled)
 
         for reject in polled.rejects:
             self.metrics.rejected.labels(name, reject.reason).inc()
+        for event in polled.events:
+            self._count_fallbacks(name, event)
         if new_ids:
             self.metrics.ingested.labels(name).inc(len(new_ids))
             for item in routed:
@@ -400,6 +408,40 @@ class Daemon:
                 )
             for sender in self.senders.values():
                 sender.wake()
+
+    def _ledger_trouble(self, exc: Exception) -> None:
+        # Nothing was acknowledged: the source keeps the batch and it is read
+        # again next poll, until the ledger takes writes again.
+        self.metrics.ledger_up.set(0)
+        if self.ledger_writable:
+            log.error(
+                "ledger not writable, holding events at their source: %s",
+                exc,
+                extra={"ledger": str(self.config.ledger.path)},
+            )
+        self.ledger_writable = False
+
+    def _ledger_writable_again(self) -> None:
+        self.metrics.ledger_up.set(1)
+        if not self.ledger_writable:
+            log.info(
+                "ledger writable again",
+                extra={"ledger": str(self.config.ledger.path)},
+            )
+        self.ledger_writable = True
+
+    def _count_fallbacks(self, name: str, event: Event) -> None:
+        if not event.fallbacks:
+            return
+        for field in event.fallbacks:
+            self.metrics.field_fallbacks.labels(name, field).inc()
+        log.warning(
+            "event field replaced by a default",
+            extra={
+                "event": f"{name}:{event.source_event_id}",
+                "fields": ",".join(event.fallbacks),
+            },
+        )
 
     def _route(self, event: Event, fields: list[str]) -> Routed:
         decision = self.router.route(event)
@@ -431,6 +473,8 @@ class Daemon:
         problems = []
         if self.ledger is None:
             problems.append("ledger not open")
+        if not self.ledger_writable:
+            problems.append("ledger not writable (disk full, read-only or locked?)")
         if not self.config_ok:
             problems.append("last config reload was refused")
         if time.time() - self.last_poll > 3 * self.config.poll_interval:

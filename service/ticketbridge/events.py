@@ -71,6 +71,9 @@ class Event:
     problem_id: str = ""
     # Set from the ledger once routed; not part of the stored record.
     incident_key: str = ""
+    # Optional fields that held something unusable and were replaced by a
+    # default (an unexpanded macro, a time that does not parse). Not stored.
+    fallbacks: tuple[str, ...] = ()
 
     def field_value(self, name: str) -> str:
         """The value of a named field as text, for routing and incident keys."""
@@ -144,7 +147,10 @@ def parse_time(value: object) -> datetime:
             raise InvalidEvent(f"occurred_at: {text[:40]!r} is not a time") from exc
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError as exc:  # year 1 or 9999 with an offset
+            raise InvalidEvent(f"occurred_at: {text[:40]!r} is out of range") from exc
     raise InvalidEvent(f"occurred_at: expected a time, got {type(value).__name__}")
 
 
@@ -168,43 +174,60 @@ def clean_text(name: str, value: object, *, required: bool = False) -> str:
 
 
 def event_from_mapping(source: str, data: Mapping[str, Any]) -> Event:
-    """Build an event from a source's record; raises InvalidEvent naming the field."""
+    """Build an event from a source's record; raises InvalidEvent naming the field.
+
+    The fields that identify the event and its incident (id, kind, host, check,
+    problem_id) must be usable. A bad optional field never drops the event: an
+    unexpanded macro in severity, summary or details becomes empty, and a time
+    that is not one becomes the time of reading; `Event.fallbacks` names them.
+    """
     if not isinstance(data, Mapping):
         raise InvalidEvent(f"event: expected a JSON object, got {type(data).__name__}")
 
     source_event_id = clean_text("id", data.get("id"), required=True)
     kind = parse_kind(data.get("kind"))
-    host = clean_text("host", data.get("host"), required=True)
-    check = clean_text("check", data.get("check"))
-    # Host and check make the incident key: a macro there would merge
-    # unrelated incidents into one ticket, so the event is refused (BC-20).
-    for name, value in (("host", host), ("check", check)):
-        token = MACRO_TOKEN.search(value)
-        if token is not None:
-            raise InvalidEvent(
-                f"{name}: unexpanded monitoring macro {token.group(0)!r}"
-            )
+    host = _identifying("host", clean_text("host", data.get("host"), required=True))
+    check = _identifying("check", data.get("check"))
+    problem_id = _identifying("problem_id", data.get("problem_id"))
+
+    fallbacks: list[str] = []
+    text = {}
+    for name in ("severity", "summary", "details"):
+        value = clean_text(name, data.get(name))
+        if UNEXPANDED_MACRO.match(value.strip()):
+            fallbacks.append(name)
+            value = ""
+        text[name] = value
 
     occurred = data.get("occurred_at")
-    if isinstance(occurred, str) and MACRO_TOKEN.search(occurred):
-        # An optional field never drops the event: it is stamped on receipt.
-        log.warning(
-            "occurred_at holds an unexpanded macro, using the time received",
-            extra={"event": f"{source}:{source_event_id}", "value": occurred[:60]},
-        )
-        occurred = None
-    occurred_at = datetime.now(UTC) if occurred in (None, "") else parse_time(occurred)
+    occurred_at = datetime.now(UTC)
+    if occurred not in (None, ""):
+        try:
+            occurred_at = parse_time(occurred)
+        except InvalidEvent:
+            fallbacks.append("occurred_at")
 
     return Event(
         source=source,
         source_event_id=source_event_id,
         kind=kind,
-        severity=clean_text("severity", data.get("severity")) or "unknown",
+        severity=text["severity"] or "unknown",
         host=host,
         check=check,
-        summary=clean_text("summary", data.get("summary")),
-        details=clean_text("details", data.get("details")),
+        summary=text["summary"],
+        details=text["details"],
         occurred_at=occurred_at,
         raw=dict(data),
-        problem_id=clean_text("problem_id", data.get("problem_id")),
+        problem_id=problem_id,
+        fallbacks=tuple(fallbacks),
     )
+
+
+def _identifying(name: str, value: object) -> str:
+    # Optional, but part of what ties events into an incident: a macro here
+    # would merge unrelated incidents, so it is refused rather than blanked.
+    text = clean_text(name, value)
+    token = MACRO_TOKEN.search(text)
+    if token is not None:
+        raise InvalidEvent(f"{name}: unexpanded monitoring macro {token.group(0)!r}")
+    return text

@@ -261,7 +261,10 @@ class Ledger:
             try:
                 yield self._db
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                # SQLite may have rolled back already (SQLITE_FULL, IOERR);
+                # a second ROLLBACK would hide the real error.
+                if self._db.in_transaction:
+                    await self._db.execute("ROLLBACK")
                 raise
             await self._db.execute("COMMIT")
 
@@ -284,6 +287,8 @@ class Ledger:
         """
         now = time.time()
         new_ids: list[int] = []
+        if not routed and cursor is None:
+            return new_ids  # nothing to write; an empty BEGIN proves nothing
         async with self._transaction() as db:
             for item in routed:
                 event_id = await self._insert_event(db, item, now)

@@ -57,6 +57,13 @@ class Metrics:
             ["source", "reason"],
             registry=r,
         )
+        self.field_fallbacks = Counter(
+            "ticketbridge_event_field_fallbacks_total",
+            "Optional event fields replaced by a default (unexpanded macro, "
+            "unreadable time); the event itself was kept.",
+            ["source", "field"],
+            registry=r,
+        )
         self.deliveries_total = Counter(
             "ticketbridge_deliveries_total",
             "Delivery operations by outcome (sent, skipped, retrying, dead).",

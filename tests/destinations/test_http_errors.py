@@ -573,6 +573,29 @@ async def test_proxy_from_the_environment_is_used(
     assert seen == [f"GET {target} HTTP/1.1".encode()]
 
 
+async def test_no_proxy_host_goes_direct(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BC-27: a host named in NO_PROXY bypasses the proxy from the environment."""
+    seen: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append((await read_head(reader)).split(b"\r\n")[0])
+        writer.close()
+
+    api.on("GET", PATH, Answer(200, {"direct": True}))
+    async with serve(proxy) as port:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        http = make_client(api.url)
+        try:
+            reply = await http.get("get", at(http))
+        finally:
+            await http.close()
+    assert reply.body == {"direct": True}
+    assert seen == []
+
+
 # --- retries of reads -----------------------------------------------------------
 
 

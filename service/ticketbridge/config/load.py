@@ -134,8 +134,13 @@ def describe(exc: ValidationError) -> list[str]:
     """Each pydantic error as `dotted.path: message`, as the operator wrote it."""
     lines = []
     for error in exc.errors(include_url=False):
-        path = ".".join(str(part) for part in strip_union_tags(error["loc"]))
+        parts = strip_union_tags(error["loc"])
         message = error["msg"]
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            # The entry as a whole fails on its `type`: name that field.
+            parts.append("type")
+            message = "missing or unknown type: " + message
+        path = ".".join(str(part) for part in parts)
         if error["type"] == "extra_forbidden":
             message = "unknown key (check the spelling)"
         elif error["type"] == "missing":

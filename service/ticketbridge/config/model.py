@@ -267,6 +267,13 @@ class SpoolSource(Strict):
     path: Path
     incident_key: list[str] = Field(default_factory=lambda: ["source", "host", "check"])
     batch_size: int = Field(500, ge=1, le=10_000)
+    settle_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=3600,
+        description="a file that does not parse yet and changed this recently "
+        "is taken as still being written and read again later",
+    )
 
 
 class SqlSource(Strict):
@@ -494,9 +501,15 @@ class Config(BaseSettings):
 
     @model_validator(mode="after")
     def _references(self) -> Config:
-        for name in [*self.sources, *self.destinations]:
-            if not re.fullmatch(NAME, name):
-                raise ValueError(f"{name!r}: names are lower-case letters, digits, _")
+        for section, names in (
+            ("sources", self.sources),
+            ("destinations", self.destinations),
+        ):
+            for name in names:
+                if not re.fullmatch(NAME, name):
+                    raise ValueError(
+                        f"{section}.{name}: names are lower-case letters, digits, _"
+                    )
         seen: set[str] = set()
         for route in self.routes:
             if route.name in seen:

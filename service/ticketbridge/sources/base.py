@@ -17,6 +17,9 @@ class Reject:
     reason: str
     detail: str
     payload: str | None = None
+    # What the source needs to set the record aside (a spool file's real path,
+    # whose name may not even be valid UTF-8 and so differ from `item`).
+    handle: Any = None
 
 
 @dataclass(slots=True)

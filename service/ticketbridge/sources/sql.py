@@ -18,6 +18,10 @@ from ticketbridge.sources.base import Polled, Reject
 
 log = logging.getLogger(__name__)
 
+# A row whose mapped columns hold more text than this is quarantined, as a
+# spool file of that size would be.
+MAX_ROW_BYTES = 1_000_000
+
 
 class SqlTable:
     def __init__(self, name: str, settings: SqlSource) -> None:
@@ -31,6 +35,9 @@ class SqlTable:
         uri = f"file:{self.settings.database}?mode={mode}"
         db = sqlite3.connect(uri, uri=True, timeout=5)
         db.row_factory = sqlite3.Row
+        # Legacy tables hold bytes that are not UTF-8 in TEXT columns; the
+        # default decoder would fail the whole batch on one such row.
+        db.text_factory = lambda raw: raw.decode("utf-8", errors="replace")
         return db
 
     async def poll(self, cursor: str | None) -> Polled:
@@ -48,7 +55,7 @@ class SqlTable:
             else:
                 polled.events.append(outcome)
             polled.handles.append(row["_rowid"])
-            polled.cursor = json.dumps([row["_cursor"], row["_rowid"]])
+            polled.cursor = encode_cursor(row["_cursor"], row["_rowid"])
         return polled
 
     def _query(self, cursor: str | None) -> tuple[str, list[Any]]:
@@ -68,11 +75,15 @@ class SqlTable:
             )
         elif cursor is not None:
             # Ties on a timestamp cursor are broken by rowid, so none is skipped.
-            value, rowid = json.loads(cursor)
-            where.append(
-                f'("{s.cursor_column}" > ? OR ("{s.cursor_column}" = ? AND rowid > ?))'
-            )
-            params += [value, value, rowid]
+            # NULL sorts first and equals nothing, so it needs its own test.
+            value, rowid = decode_cursor(cursor)
+            column = f'"{s.cursor_column}"'
+            if value is None:
+                where.append(f"({column} IS NOT NULL OR rowid > ?)")
+                params += [rowid]
+            else:
+                where.append(f"({column} > ? OR ({column} = ? AND rowid > ?))")
+                params += [value, value, rowid]
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += f' ORDER BY "{s.cursor_column}", rowid LIMIT {s.batch_size}'
@@ -81,6 +92,10 @@ class SqlTable:
     def _to_event(self, row: sqlite3.Row) -> Event | Reject:
         data = {field: row[f"f_{field}"] for field in self.settings.columns}
         item = f"rowid {row['_rowid']}"
+        size = sum(len(v) for v in data.values() if isinstance(v, str | bytes))
+        if size > MAX_ROW_BYTES:
+            detail = f"{size} bytes of text > {MAX_ROW_BYTES}"
+            return Reject(item=item, reason="too_large", detail=detail)
         try:
             return event_from_mapping(self.name, data)
         except InvalidEvent as exc:
@@ -112,3 +127,17 @@ class SqlTable:
                 f'UPDATE "{self.settings.table}" SET "{column}" = 1 WHERE rowid = ?',
                 [(rowid,) for rowid in rowids],
             )
+
+
+def encode_cursor(value: Any, rowid: int) -> str:
+    """The position after a row, as JSON; BLOB cursor values are kept as hex."""
+    if isinstance(value, bytes):
+        value = {"blob": value.hex()}
+    return json.dumps([value, rowid])
+
+
+def decode_cursor(cursor: str) -> tuple[Any, int]:
+    value, rowid = json.loads(cursor)
+    if isinstance(value, dict):
+        value = bytes.fromhex(value["blob"])
+    return value, int(rowid)
