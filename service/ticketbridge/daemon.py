@@ -6,16 +6,24 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 
 from ticketbridge import systemd_notify
+from ticketbridge.basic_auth import BasicAuth
 from ticketbridge.breaker import Breaker
-from ticketbridge.config import Config, ConfigError, load_config
+from ticketbridge.config import Config, ConfigError, load_config, load_web_config
 from ticketbridge.config.diff import config_changes
 from ticketbridge.config.model import DEFAULT_LIFECYCLE, Lifecycle
+from ticketbridge.config.web import (
+    WebConfig,
+    WebConfigError,
+    load_certificate,
+    server_ssl_context,
+)
 from ticketbridge.destinations import build_destination
 from ticketbridge.destinations.base import Destination, ProbeResult
 from ticketbridge.events import Event
@@ -55,6 +63,9 @@ class Daemon:
         self.sources: dict[str, Source] = {}
         self.senders: dict[str, Sender] = {}
         self.ledger: Ledger | None = None
+        self.web = WebConfig()
+        self.auth = BasicAuth()
+        self.ssl_context: ssl.SSLContext | None = None
         self.last_poll = 0.0
         self.config_ok = True
         self.started = time.monotonic()
@@ -66,6 +77,11 @@ class Daemon:
     # -- lifecycle --------------------------------------------------------
 
     async def run(self) -> int:
+        # 1. The web config first: a bad one stops the start before anything opens.
+        self.web, self.ssl_context = load_web_config(self.config_path, self.config)
+        self.auth.replace(self.web.basic_auth_users)
+
+        # 2. The ledger, sources and senders.
         self.ledger = await Ledger.open(self.config.ledger.path)
         if self.preflight.observer is None:
             # `ticketbridge status` reads circuit states and probe results here.
@@ -75,9 +91,13 @@ class Daemon:
         self.metrics.reload_ok_time.set(time.time())
         self._apply(self.config)
 
+        # 3. The metrics and health server, over TLS when configured.
         health = self.config.health
         runner = await serve(
-            build_app(self.metrics, self.readiness), health.host, health.port
+            build_app(self.metrics, self.readiness, self.auth),
+            health.host,
+            health.port,
+            self.ssl_context,
         )
         self._install_signals()
         tasks = [
@@ -92,6 +112,8 @@ class Daemon:
             extra={
                 "ledger": str(self.ledger.path),
                 "metrics": f"{health.host}:{health.port}",
+                "tls": self.ssl_context is not None,
+                "basic_auth": self.auth.enabled,
             },
         )
         systemd_notify.notify("READY=1", "STATUS=polling")
@@ -209,8 +231,12 @@ class Daemon:
             systemd_notify.notify("RELOADING=1", monotonic_usec())
             try:
                 config = await asyncio.to_thread(load_config, self.config_path)
-                self._refuse_restart_only_changes(config)
+                web, _ = await asyncio.to_thread(
+                    load_web_config, self.config_path, config
+                )
+                self._refuse_restart_only_changes(config, web)
                 probes = await self._preflight_reload(config)
+                self._reload_certificate(web)
             except ConfigError as exc:
                 self.config_ok = False
                 self.metrics.reload_ok.set(0)
@@ -224,6 +250,8 @@ class Daemon:
                 changes = config_changes(self.config, config) or {"changes": "none"}
                 self._apply(config)
                 await self.preflight.report_all(probes)
+                self.web = web
+                self.auth.replace(web.basic_auth_users)
                 self.config_ok = True
                 self.metrics.reload_ok.set(1)
                 self.metrics.reload_ok_time.set(time.time())
@@ -234,12 +262,13 @@ class Daemon:
                 self._poll_now.set()
             systemd_notify.notify("READY=1", "STATUS=polling")
 
-    def _refuse_restart_only_changes(self, config: Config) -> None:
-        old, new = _restart_only(self.config), _restart_only(config)
+    def _refuse_restart_only_changes(self, config: Config, web: WebConfig) -> None:
+        old = _restart_only(self.config, self.web)
+        new = _restart_only(config, web)
         problems = [
             f"{name}: changing it needs a restart"
-            for name in old
-            if old[name] != new[name]
+            for name in {**old, **new}
+            if old.get(name) != new.get(name)
         ]
         if problems:
             raise ConfigError(str(self.config_path), problems)
@@ -289,6 +318,26 @@ class Daemon:
                 await asyncio.wait_for(
                     self._stop.wait(), timeout=self.config.probe_interval
                 )
+
+    def _reload_certificate(self, web: WebConfig) -> None:
+        """Load a renewed certificate and key into the listening socket's context.
+
+        Handshakes from now on use them; open connections keep the old ones.
+        The files were checked in a fresh context just before, so a failure
+        here needs them to change in between; it refuses the reload, though
+        the context may then hold the new certificate with the old key.
+        """
+        tls = web.tls_server_config
+        if tls is None or self.ssl_context is None:
+            return
+        try:
+            server_ssl_context(tls)
+            load_certificate(self.ssl_context, tls)
+        except WebConfigError as exc:
+            where = f"health.web_config_file: {self.config.health.web_config_file}"
+            raise ConfigError(
+                str(self.config_path), [f"{where}: {p}" for p in exc.problems]
+            ) from None
 
     # -- polling ----------------------------------------------------------
 
@@ -495,13 +544,26 @@ class Daemon:
             await asyncio.sleep(interval)
 
 
-def _restart_only(config: Config) -> dict[str, object]:
-    """Settings a reload cannot change: the ledger file and the bound socket."""
-    return {
+def _restart_only(config: Config, web: WebConfig) -> dict[str, object]:
+    """Settings a reload cannot change: the ledger file and the bound socket.
+
+    The socket's TLS context is made once: whether there is TLS, who may
+    connect and which versions are spoken stay until a restart. Its certificate
+    and key, and the basic auth users, follow a reload.
+    """
+    settings: dict[str, object] = {
         "ledger": config.ledger,
         "health.host": config.health.host,
         "health.port": config.health.port,
     }
+    tls = web.tls_server_config
+    where = "health.web_config_file: tls_server_config"
+    settings[f"{where} (TLS on or off)"] = tls is not None
+    if tls is not None:
+        settings[f"{where}.client_auth_type"] = tls.client_auth_type
+        settings[f"{where}.client_ca_file"] = tls.client_ca_file
+        settings[f"{where}.min_version"] = tls.min_version
+    return settings
 
 
 def monotonic_usec() -> str:

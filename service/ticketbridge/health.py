@@ -1,18 +1,38 @@
-"""The metrics and health endpoints: /metrics, /healthz, /readyz."""
+"""The metrics and health endpoints: /metrics, /healthz, /readyz.
+
+With basic auth configured every path asks for it, /healthz and /readyz
+included, as the Prometheus exporter toolkit does: they tell an outsider
+whether the daemon and its config are healthy, and a probe that needs them
+(a load balancer, Kubernetes' httpGet) can send an Authorization header.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import logging
+import ssl
 from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ticketbridge.basic_auth import BasicAuth
 from ticketbridge.metrics import Metrics
 
+log = logging.getLogger(__name__)
 
-def build_app(metrics: Metrics, readiness: Callable[[], list[str]]) -> web.Application:
-    """`readiness` returns what is wrong; an empty list means ready."""
+
+def build_app(
+    metrics: Metrics,
+    readiness: Callable[[], list[str]],
+    auth: BasicAuth | None = None,
+) -> web.Application:
+    """`readiness` returns what is wrong; an empty list means ready.
+
+    `auth` is consulted on every request, so a reload that changes its users
+    takes effect without rebuilding the app.
+    """
 
     async def metrics_view(_: web.Request) -> web.Response:
         body = generate_latest(metrics.registry)
@@ -29,24 +49,40 @@ def build_app(metrics: Metrics, readiness: Callable[[], list[str]]) -> web.Appli
             )
         return web.json_response({"status": "ready"})
 
-    app = web.Application()
+    app = web.Application(middlewares=[_authenticate(auth or BasicAuth())])
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app
 
 
-async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+def _authenticate(auth: BasicAuth) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if await auth.allows(request.headers.get("Authorization")):
+            return await handler(request)
+        return web.Response(
+            status=401,
+            text="401 unauthorized\n",
+            headers={"WWW-Authenticate": 'Basic realm="ticketbridge", charset="UTF-8"'},
+        )
+
+    return middleware
+
+
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None = None,
+) -> web.AppRunner:
+    """Listen on `host:port`, over TLS when `ssl_context` is given."""
     if not is_loopback(host):
         # Not refused: an operator may want it; but it is worth a line in the log.
-        import logging
-
-        logging.getLogger(__name__).warning(
-            "metrics endpoint bound beyond loopback", extra={"host": host}
-        )
+        log.warning("metrics endpoint bound beyond loopback", extra={"host": host})
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     return runner
 

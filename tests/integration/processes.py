@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -43,18 +44,34 @@ def wait_until(check: Callable[[], Any], timeout: float = 15.0, what: str = "") 
     raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
 
 
-def http_json(url: str, method: str = "GET", body: Any = None) -> Any:
+def http_json(
+    url: str,
+    method: str = "GET",
+    body: Any = None,
+    *,
+    context: ssl.SSLContext | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
     )
-    with urllib.request.urlopen(request, timeout=5) as response:
+    with urllib.request.urlopen(request, timeout=5, context=context) as response:
         text = response.read().decode()
     return json.loads(text) if text else None
 
 
-def http_text(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as response:
+def http_text(
+    url: str,
+    *,
+    context: ssl.SSLContext | None = None,
+    headers: dict[str, str] | None = None,
+) -> str:
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=5, context=context) as response:
         return str(response.read().decode())
 
 
@@ -124,6 +141,10 @@ class Daemon:
         self.process: subprocess.Popen[bytes] | None = None
         # Extra environment for the daemon and its commands; None removes.
         self.env: dict[str, str | None] = {}
+        # How the test's own requests reach a metrics server with a web config.
+        self.scheme = "http"
+        self.client_tls: ssl.SSLContext | None = None
+        self.client_headers: dict[str, str] = {}
 
     def default_config(self, sandbox_url: str) -> dict[str, Any]:
         return {
@@ -197,13 +218,18 @@ class Daemon:
         assert self.process is not None
         if self.process.poll() is not None:
             raise AssertionError(f"daemon exited: {self.log()}")
-        return http_json(self.url("/readyz"))["status"] == "ready"
+        readyz = http_json(
+            self.url("/readyz"), context=self.client_tls, headers=self.client_headers
+        )
+        return bool(readyz["status"] == "ready")
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.metrics_port}{path}"
 
     def metrics(self) -> str:
-        return http_text(self.url("/metrics"))
+        return http_text(
+            self.url("/metrics"), context=self.client_tls, headers=self.client_headers
+        )
 
     def metric(self, name: str, **labels: str) -> float:
         """The value of one sample, 0 when absent."""

@@ -57,7 +57,9 @@ class PrometheusHarness:
         targets: list[str],
         rules: Path,
         interval: str = "1s",
+        scrape: dict[str, Any] | None = None,
     ) -> None:
+        """`scrape` adds settings to the job's scrape config (scheme, auth, TLS)."""
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -71,7 +73,11 @@ class PrometheusHarness:
             },
             "rule_files": [str(rules)],
             "scrape_configs": [
-                {"job_name": "ticketbridge", "static_configs": [{"targets": targets}]}
+                {
+                    "job_name": "ticketbridge",
+                    "static_configs": [{"targets": targets}],
+                    **(scrape or {}),
+                }
             ],
         }
         self.config_path.write_text(yaml.safe_dump(config), encoding="utf-8")

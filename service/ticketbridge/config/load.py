@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +14,12 @@ import yaml
 from pydantic import HttpUrl, ValidationError
 
 from ticketbridge.config.model import SECRET_FIELDS, Config
+from ticketbridge.config.web import (
+    WebConfig,
+    WebConfigError,
+    read_web_config,
+    server_ssl_context,
+)
 from ticketbridge.templates import TemplateError, reserved_field_problems, templates_for
 
 log = logging.getLogger(__name__)
@@ -47,7 +54,31 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
     problems = template_problems(config)
     if problems:
         raise ConfigError(str(path), problems)
+
+    load_web_config(path, config)
     return config
+
+
+def load_web_config(
+    path: Path, config: Config
+) -> tuple[WebConfig, ssl.SSLContext | None]:
+    """Read `health.web_config_file` and build its TLS context, if it has one.
+
+    Problems are reported against the main config `path`, each prefixed with
+    the field and the web config file so the operator knows which file to fix.
+    No file means plain HTTP without auth.
+    """
+    web_path = config.health.web_config_file
+    if web_path is None:
+        return WebConfig(), None
+    try:
+        web = read_web_config(web_path)
+        tls = web.tls_server_config
+        context = None if tls is None else server_ssl_context(tls)
+    except WebConfigError as exc:
+        where = f"health.web_config_file: {web_path}"
+        raise ConfigError(str(path), [f"{where}: {p}" for p in exc.problems]) from None
+    return web, context
 
 
 def template_problems(config: Config) -> list[str]:

@@ -449,6 +449,9 @@ class HealthSettings(Strict):
 
     host: str = "127.0.0.1"
     port: int = Field(9464, ge=0, le=65535)
+    web_config_file: Path | None = Field(
+        None, description="TLS and basic auth, exporter toolkit format"
+    )
     push_url: HttpUrl | None = Field(
         None, description="requested after healthy poll cycles (dead man's switch)"
     )
