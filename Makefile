@@ -27,6 +27,7 @@ test: venv
 	bash scripts/install-test-packages.sh
 	$(MAKE) lint
 	$(VENV)/bin/pytest -q
+	bash scripts/unit-exposure.sh
 
 # What becomes of every input of the bad-input corpus, counted by reason.
 badinput: venv
