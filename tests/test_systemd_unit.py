@@ -47,7 +47,13 @@ def test_unit_verifies_without_a_word(unit: Path) -> None:
     )
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout + result.stderr == ""
+    # verify also loads the host's other units; their complaints are not ours.
+    ours = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if UNIT.name in line or not line.startswith("/")
+    ]
+    assert ours == []
 
 
 def test_unit_security_exposure_is_at_most_2(unit: Path) -> None:
