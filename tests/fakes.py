@@ -37,7 +37,8 @@ class FakeDestination:
     def __init__(self, name: str = "fake") -> None:
         self.name = name
         self.tickets: dict[str, FakeTicket] = {}
-        self.failures: dict[str, list[DestinationError]] = {}
+        # Anything may be queued, a DestinationError or a bug's ValueError.
+        self.failures: dict[str, list[Exception]] = {}
         self.calls: list[str] = []
         self.lose_create_response: DestinationError | None = None
         self.drop_marker = False

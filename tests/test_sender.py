@@ -388,3 +388,64 @@ async def test_other_failures_are_not_rejections(bench: Bench) -> None:
 
     assert [rejections(bench, s) for s in ("401", "403", "404")] == [0, 0, 0]
     assert rejections(bench, "400") is None
+
+
+async def test_an_unexpected_exception_from_the_destination_is_a_permanent_failure(
+    bench: Bench,
+) -> None:
+    """Not a DestinationError (a bug, e.g. aiohttp's ValueError for a bad URL):
+    recorded with its type, dead at once, never retried in a loop."""
+    bench.fake.failures["create"] = [ValueError("Host 'x y' is not valid")] * 5
+    delivery = await bench.add("p1")
+
+    await bench.sender._work(delivery, KEY)
+
+    row = await bench.ledger.delivery(delivery)
+    assert row.state == "dead"
+    assert row.consecutive_failures == 1
+    assert row.last_error == (
+        "permanent: unexpected ValueError: Host 'x y' is not valid"
+    )
+    assert bench.fake.creates() == 1
+    labels = {"destination": "jira", "operation": "create", "outcome": "dead"}
+    dead = bench.metrics.registry.get_sample_value(
+        "ticketbridge_deliveries_total", labels
+    )
+    assert dead == 1
+
+
+async def test_an_unexpected_exception_while_verifying_is_a_permanent_failure(
+    bench: Bench,
+) -> None:
+    bench.fake.failures["get"] = [KeyError("Status")]
+    delivery = await bench.add("p1")
+
+    await bench.sender._work(delivery, KEY)
+
+    row = await bench.ledger.delivery(delivery)
+    assert (row.state, row.last_error) == (
+        "dead",
+        "permanent: unexpected KeyError: 'Status'",
+    )
+    assert bench.fake.creates() == 1
+
+
+async def test_an_exception_escaping_a_delivery_is_recorded_not_spun_on(
+    bench: Bench,
+) -> None:
+    """Whatever escapes `process` makes the delivery dead, so the dispatcher
+    does not take it again at once."""
+    delivery = await bench.add("p1")
+
+    async def broken(delivery_id: int) -> None:
+        raise RuntimeError("boom")
+
+    bench.sender.process = broken  # type: ignore[method-assign]
+    await bench.sender._work(delivery, KEY)
+
+    row = await bench.ledger.delivery(delivery)
+    assert (row.state, row.last_error) == (
+        "dead",
+        "permanent: unexpected RuntimeError: boom",
+    )
+    assert await bench.ledger.due("jira", 10**10, [], 10) == []

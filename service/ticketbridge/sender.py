@@ -23,7 +23,6 @@ from ticketbridge.breaker import Breaker, CircuitState, Probe
 from ticketbridge.config.model import DEFAULT_LIFECYCLE, HttpSettings, Lifecycle
 from ticketbridge.destinations.base import (
     Destination,
-    DestinationError,
     PermanentError,
     Reopens,
     TicketNotFound,
@@ -181,11 +180,9 @@ class Sender:
     async def _work(self, delivery_id: int, incident: str) -> None:
         try:
             await self.process(delivery_id)
-        except Exception:
-            log.exception(
-                "unexpected error in delivery",
-                extra={"destination": self.name, "delivery": delivery_id},
-            )
+        except Exception as exc:
+            # Left due, the delivery would be taken again at once, in a loop.
+            await self._crashed(delivery_id, exc)
         finally:
             self._busy.pop(incident, None)
             self._wake.set()
@@ -225,6 +222,12 @@ class Sender:
         except PermanentError as exc:
             await self._answered(exc)
             await self._failed(delivery, plan.operation, exc, started, transient=False)
+            return
+        except Exception as exc:
+            error = self._unexpected(delivery, plan.operation, exc)
+            await self._failed(
+                delivery, plan.operation, error, started, transient=False
+            )
             return
         await self._answered(None)
 
@@ -284,6 +287,12 @@ class Sender:
                 delivery, plan.operation, exc, started, transient=transient
             )
             return True
+        except Exception as exc:
+            error = self._unexpected(delivery, plan.operation, exc)
+            await self._failed(
+                delivery, plan.operation, error, started, transient=False
+            )
+            return True
         if view.is_open:
             return False
 
@@ -294,7 +303,8 @@ class Sender:
     async def _comment_anyway(self, delivery: Delivery, ticket: TicketRef) -> None:
         try:
             await self.destination.comment(ticket, delivery.event)
-        except DestinationError as exc:
+        except Exception as exc:
+            # Best effort: the ticket is settled as closed either way.
             log.warning(
                 "comment on a closed ticket refused: %s",
                 exc,
@@ -349,6 +359,10 @@ class Sender:
             await self._failed(
                 delivery, "verify", exc, started, transient=True, keep_state=True
             )
+            return
+        except Exception as exc:
+            error = self._unexpected(delivery, "verify", exc)
+            await self._failed(delivery, "verify", error, started, transient=False)
             return
 
         await self._answered(None)
@@ -429,6 +443,45 @@ class Sender:
         self._count(
             delivery, operation, outcome, error, failures=failures, duration=duration
         )
+
+    def _unexpected(
+        self, delivery: Delivery, operation: str, exc: Exception
+    ) -> PermanentError:
+        """An exception that is no DestinationError, as a permanent failure.
+
+        It is a bug in a client or a library (e.g. aiohttp's ValueError for a
+        malformed URL): the same call would raise it again, so it is not retried.
+        """
+        log.error(
+            "unexpected error in delivery",
+            exc_info=exc,
+            extra=self._fields(delivery, operation=operation),
+        )
+        error = PermanentError(
+            f"unexpected {type(exc).__name__}: {exc}", reason="unexpected"
+        )
+        error.__cause__ = exc
+        return error
+
+    async def _crashed(self, delivery_id: int, exc: Exception) -> None:
+        """Record an exception that escaped `process` as a permanent failure.
+
+        Whatever raised it (a shadow preview, a ledger read) would raise again
+        on the next try, so the delivery goes dead, where an alert sees it,
+        instead of being taken again at once forever.
+        """
+        try:
+            delivery = await self.ledger.delivery(delivery_id)
+            operation = delivery.operation or "process"
+            error = self._unexpected(delivery, operation, exc)
+            await self._failed(
+                delivery, operation, error, time.monotonic(), transient=False
+            )
+        except Exception:
+            log.exception(
+                "unexpected error in delivery, not recorded",
+                extra={"destination": self.name, "delivery": delivery_id},
+            )
 
     async def _record_error(self, error: str) -> None:
         """Keep the destination's last error for `ticketbridge status`."""

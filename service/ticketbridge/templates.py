@@ -95,6 +95,9 @@ RESERVED_FIELDS = {
         "correlation_display",
     ),
     "webhook": (),
+    "zendesk": ("subject", "description", "comment", "external_id", "type", "tags"),
+    "redmine": ("project_id", "tracker_id", "subject", "description", "custom_fields"),
+    "request_tracker": ("Queue", "Subject", "Content", "ContentType", "CustomFields"),
 }
 
 

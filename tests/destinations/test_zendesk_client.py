@@ -135,20 +135,58 @@ async def test_create_sets_external_id_subject_and_a_private_first_comment(
     assert (body["type"], body["tags"]) == ("incident", ["ticketbridge"])
 
 
-async def test_create_sets_priority_and_group_only_when_configured(
-    api: FakeApi, zd: ZendeskDestination, sleeps: Sleeps
+async def test_create_sets_the_priority_of_the_severity_by_default(
+    api: FakeApi, zd: ZendeskDestination
 ) -> None:
     created(api)
-    await zd.create(make_event(), MARKER)
+    await zd.create(make_event(severity="CRITICAL"), MARKER)
+    await zd.create(make_event(severity="warning"), MARKER)
+    sent_priorities = [
+        r.json["ticket"]["priority"] for r in api.requests("POST", TICKETS)
+    ]
+    assert sent_priorities == ["urgent", "normal"]
+
+
+async def test_an_empty_priority_map_sends_no_priority_and_no_group(
+    api: FakeApi, sleeps: Sleeps
+) -> None:
+    created(api)
+    client = make_zendesk(api, sleeps, priority_map={})
+    try:
+        await client.create(make_event(), MARKER)
+    finally:
+        await client.close()
     assert "priority" not in sent(api) and "group_id" not in sent(api)
 
+
+async def test_priority_is_the_fallback_for_severities_the_map_lacks(
+    api: FakeApi, sleeps: Sleeps
+) -> None:
+    created(api)
+    client = make_zendesk(
+        api, sleeps, priority_map={"Critical": "high"}, priority="low"
+    )
+    try:
+        await client.create(make_event(severity="CRITICAL"), MARKER)
+        await client.create(make_event(severity="PENDING"), MARKER)
+    finally:
+        await client.close()
+    sent_priorities = [
+        r.json["ticket"]["priority"] for r in api.requests("POST", TICKETS)
+    ]
+    assert sent_priorities == ["high", "low"]
+
+
+async def test_a_priority_without_a_map_is_sent_for_every_ticket_as_before(
+    api: FakeApi, sleeps: Sleeps
+) -> None:
+    created(api)
     configured = make_zendesk(api, sleeps, priority="urgent", group_id=7)
     try:
-        await configured.create(make_event(), MARKER)
+        await configured.create(make_event(severity="WARNING"), MARKER)
     finally:
         await configured.close()
-    last = api.requests("POST", TICKETS)[-1].json["ticket"]
-    assert (last["priority"], last["group_id"]) == ("urgent", 7)
+    assert (sent(api)["priority"], sent(api)["group_id"]) == ("urgent", 7)
 
 
 async def test_create_returns_the_ticket_number_as_id_and_key(

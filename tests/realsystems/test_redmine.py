@@ -202,3 +202,31 @@ async def test_unknown_status_name_names_the_known_ones(
             await odd.resolve(ticket, make_event(EventKind.RECOVERY, "up"))
     finally:
         await odd.close()
+
+
+async def test_probe_passes_and_a_wrong_api_key_fails_its_credentials(
+    redmine: tuple[RedmineHarness, RedmineFacts],
+) -> None:
+    """The real Redmine answers a wrong key with an empty 401."""
+    good = client(redmine)
+    wrong = client(redmine, api_key="0" * 40)
+    try:
+        passed = await good.probe()
+        refused = await wrong.probe()
+    finally:
+        await good.close()
+        await wrong.close()
+
+    assert [(r.check, r.ok) for r in passed] == [
+        ("credentials", True),
+        ("project", True),
+        ("statuses", True),
+    ], passed
+    assert [(r.check, r.ok) for r in refused] == [
+        ("credentials", False),
+        ("project", False),
+        ("statuses", False),
+    ]
+    assert refused[0].detail.startswith("HTTP 401")
+    assert refused[0].detail.endswith("(Redmine refused the api_key)")
+    assert not refused[0].transient

@@ -14,7 +14,7 @@ from ticketbridge.config.model import ZendeskSettings
 from ticketbridge.destinations.base import PermanentError, TransientError
 from ticketbridge.destinations.zendesk import ZendeskDestination
 from ticketbridge.events import Event, EventKind
-from ticketbridge.sandbox import RunningSandbox
+from ticketbridge.sandbox import RunningSandbox, SandboxSettings, serve
 
 TICKETS = "/api/v2/tickets"
 NOT_FOUND = {"error": "RecordNotFound", "description": "Not found"}
@@ -220,3 +220,44 @@ async def test_client_gets_retry_after_from_a_sandbox_429(
         await zd.comment(ticket, event(EventKind.UPDATE))
 
     assert caught.value.retry_after == 60.0
+
+
+async def test_ticket_count_and_fields_answer_like_zendesk(client: Client) -> None:
+    await create(client)
+    for suffix in ("", ".json"):
+        status, counted = await client.get(f"{TICKETS}/count{suffix}")
+        assert (status, counted["count"]["value"]) == (200, 1)
+        status, fields = await client.get(f"/api/v2/ticket_fields{suffix}")
+        assert status == 200
+        assert {"subject", "priority", "tickettype"} <= {
+            f["type"] for f in fields["ticket_fields"]
+        }
+
+
+async def test_client_probe_passes_against_the_sandbox(zd: ZendeskDestination) -> None:
+    results = await zd.probe()
+    assert [(r.check, r.ok) for r in results] == [
+        ("credentials", True),
+        ("ticket_fields", True),
+    ]
+
+
+async def test_client_probe_with_a_wrong_token_fails_its_credentials() -> None:
+    running = await serve("127.0.0.1", 0, SandboxSettings(token="right-token"))
+    settings = ZendeskSettings(
+        type="zendesk", url=running.url, email="bridge@example.com", token="wrong"
+    )
+    client = ZendeskDestination("zd", settings)
+    try:
+        results = await client.probe()
+    finally:
+        await client.close()
+        await running.close()
+
+    assert [(r.check, r.ok) for r in results] == [
+        ("credentials", False),
+        ("ticket_fields", False),
+    ]
+    assert results[0].detail == (
+        "HTTP 401: Couldn't authenticate you (Zendesk refused email and token)"
+    )

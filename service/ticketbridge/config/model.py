@@ -46,6 +46,28 @@ SERVICENOW_PRIORITIES = {
     "ok": (3, 3),
     "up": (3, 3),
 }
+# Zendesk's four priorities.
+ZendeskPriority = Literal["urgent", "high", "normal", "low"]
+ZENDESK_PRIORITIES: dict[str, ZendeskPriority] = {
+    "critical": "urgent",
+    "down": "urgent",
+    "unreachable": "high",
+    "warning": "normal",
+    "unknown": "normal",
+    "ok": "low",
+    "up": "low",
+}
+# RT stores a number; RT 5's default %PriorityAsString names 0 Low, 50 Medium
+# and 100 High.
+RT_PRIORITIES = {
+    "critical": 100,
+    "down": 100,
+    "unreachable": 50,
+    "warning": 50,
+    "unknown": 50,
+    "ok": 0,
+    "up": 0,
+}
 
 
 def _lower_keys(value: dict[str, T]) -> dict[str, T]:
@@ -210,9 +232,31 @@ class ZendeskSettings(HttpSettings):
     email: str | None = None
     token: SecretStr | None = None
     ticket_type: Literal["problem", "incident", "question", "task"] = "incident"
-    priority: Literal["urgent", "high", "normal", "low"] | None = None
+    priority_map: dict[str, ZendeskPriority] = Field(
+        default_factory=lambda: dict(ZENDESK_PRIORITIES),
+        description="severity -> urgent, high, normal or low; {} sends none",
+    )
+    priority: ZendeskPriority | None = Field(
+        None, description="sent for a severity that priority_map does not name"
+    )
     group_id: int | None = Field(None, ge=1)
     tags: list[str] = Field(default_factory=lambda: ["ticketbridge"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_priority_for_all(cls, data: object) -> object:
+        # A config from before priority_map, with one `priority` for every
+        # ticket, keeps meaning exactly that.
+        if isinstance(data, dict) and data.get("priority") is not None:
+            return {"priority_map": {}, **data}
+        return data
+
+    @field_validator("priority_map")
+    @classmethod
+    def _lower_severities(
+        cls, value: dict[str, ZendeskPriority]
+    ) -> dict[str, ZendeskPriority]:
+        return _lower_keys(value)
 
 
 class RedmineSettings(HttpSettings):
@@ -220,12 +264,25 @@ class RedmineSettings(HttpSettings):
     api_key: SecretStr | None = None
     project: str = Field(min_length=1, description="project id or identifier")
     tracker_id: int | None = Field(None, ge=1)
-    priority_id: int | None = Field(None, ge=1)
+    # Priority ids differ between installations (GET
+    # /enumerations/issue_priorities.json lists them), so there is no default.
+    priority_map: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict,
+        description="severity -> Redmine priority id; {} sends none",
+    )
+    priority_id: int | None = Field(
+        None, ge=1, description="sent for a severity that priority_map does not name"
+    )
     custom_field_id: int = Field(
         ge=1, description="string custom field, 'used as a filter', for the marker"
     )
     resolved_status: str = Field("Resolved", min_length=1)
     reopened_status: str = Field("New", min_length=1)
+
+    @field_validator("priority_map")
+    @classmethod
+    def _lower_severities(cls, value: dict[str, int]) -> dict[str, int]:
+        return _lower_keys(value)
 
 
 class RequestTrackerSettings(HttpSettings):
@@ -238,6 +295,15 @@ class RequestTrackerSettings(HttpSettings):
     resolved_status: str = Field("resolved", min_length=1)
     reopened_status: str = Field("open", min_length=1)
     requestor: str | None = None
+    priority_map: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: dict(RT_PRIORITIES),
+        description="severity -> RT's numeric Priority; {} sends none",
+    )
+
+    @field_validator("priority_map")
+    @classmethod
+    def _lower_severities(cls, value: dict[str, int]) -> dict[str, int]:
+        return _lower_keys(value)
 
 
 DestinationSettings = Annotated[

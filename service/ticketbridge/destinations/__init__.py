@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ticketbridge.config.model import (
     DestinationSettings,
     JiraSettings,
@@ -11,7 +13,7 @@ from ticketbridge.config.model import (
     WebhookSettings,
     ZendeskSettings,
 )
-from ticketbridge.destinations.base import Destination
+from ticketbridge.destinations.base import Destination, Notes, Previews, Reopens
 from ticketbridge.destinations.http import OnRequest, ReadRetry
 from ticketbridge.destinations.jira import JiraDestination
 from ticketbridge.destinations.redmine import RedmineDestination
@@ -31,6 +33,19 @@ __all__ = [
     "ZendeskDestination",
     "build_destination",
 ]
+
+
+if TYPE_CHECKING:
+    # The sender, mirror mode and `ticketbridge route` look for these optional
+    # interfaces at run time; here mypy checks that these clients offer them.
+    def _optional_interfaces(
+        client: JiraDestination
+        | ServiceNowDestination
+        | ZendeskDestination
+        | RedmineDestination
+        | RequestTrackerDestination,
+    ) -> tuple[Destination, Reopens, Notes, Previews]:
+        return client, client, client, client
 
 
 def build_destination(

@@ -7,7 +7,10 @@ metric never shows a stale 1 for something nobody looked at.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
 
 from ticketbridge.destinations.base import (
     DestinationError,
@@ -17,6 +20,9 @@ from ticketbridge.destinations.base import (
 from ticketbridge.destinations.http import HttpClient, Reply
 
 OPERATION = "probe"
+
+# A judgement of what a read answered: passed, and the detail to report.
+Judge = Callable[[Any], tuple[bool, str]]
 
 
 async def fetch(
@@ -55,23 +61,62 @@ class Checks:
         return self.results
 
 
-async def probe_reads(
-    http: HttpClient, reads: Iterable[tuple[str, str]]
-) -> list[ProbeResult]:
-    """Run `(check, url)` reads in order; a check passes when its GET answers.
+@dataclass(frozen=True, slots=True)
+class Read:
+    """One read of a probe: GET `url`, whose answer carries the key `expect`.
+
+    `judge(answer)` says whether the answer is what the config
+    needs, and why (e.g. that a configured status exists); without it, an
+    answer passes. `hints` tell the operator, by HTTP status, what to change:
+    Redmine answers 401, 403 and 404 with an empty body.
+    """
+
+    check: str
+    url: str
+    expect: str
+    judge: Judge | None = None
+    hints: Mapping[int, str] = field(default_factory=dict)
+
+
+async def probe_reads(http: HttpClient, reads: Iterable[Read]) -> list[ProbeResult]:
+    """Run `reads` in order; see `Read` for when one passes.
 
     The first read is the credentials check: when it fails, the others are
     reported as not checked rather than as failures of their own.
     """
     checks = Checks(http)
     reads = list(reads)
-    for index, (check, url) in enumerate(reads):
-        try:
-            await fetch(http, url)
-        except DestinationError as exc:
-            checks.error(check, exc)
-            if index == 0:
-                return checks.skipped((c for c, _ in reads[1:]), f"{check} failed")
-            continue
-        checks.passed(check, f"GET {url.rsplit('/', 1)[-1]} answers")
+    for index, read in enumerate(reads):
+        if not await _run(http, read, checks) and index == 0:
+            return checks.skipped((r.check for r in reads[1:]), f"{read.check} failed")
     return checks.results
+
+
+async def _run(http: HttpClient, read: Read, checks: Checks) -> bool:
+    """One read as one check; whether it passed."""
+    path = urlsplit(read.url).path
+    try:
+        reply = await fetch(http, read.url)
+    except DestinationError as exc:
+        checks.error(read.check, exc, read.hints.get(exc.status or 0, ""))
+        return False
+
+    # Any JSON answers a GET on a wrong address too (another system, a
+    # proxy's page): only the key this API always sends proves the answer.
+    if not isinstance(reply.body, dict) or read.expect not in reply.body:
+        checks.failed(
+            read.check,
+            f"GET {path} answered without {read.expect!r}: is url the address "
+            "of this system's API?",
+        )
+        return False
+    if read.judge is None:
+        checks.passed(read.check, f"GET {path} answers")
+        return True
+
+    ok, detail = read.judge(reply.body)
+    if ok:
+        checks.passed(read.check, detail)
+    else:
+        checks.failed(read.check, detail)
+    return ok

@@ -27,18 +27,22 @@ from ticketbridge.destinations.http import (
     MissingField,
     OnRequest,
     ReadRetry,
-    check_marker,
     dig,
-    render_text,
-    truncate,
 )
-from ticketbridge.destinations.probe import probe_reads
+from ticketbridge.destinations.probe import Read, probe_reads
+from ticketbridge.destinations.rendering import fit, render
 from ticketbridge.events import Event
+from ticketbridge.templates import Rendered, templates_for
+from ticketbridge.text import check_marker
 
 log = logging.getLogger(__name__)
 
-# `validates_length_of :subject, maximum: 255` in Redmine's Issue model.
+# `validates_length_of :subject, maximum: 255` in Redmine's Issue model; it
+# counts characters, never more than the UTF-16 units `fit` counts.
 SUBJECT_LIMIT = 255
+# Redmine validates no length of descriptions and notes; they are cut like
+# Jira's text fields, so one event cannot fill an issue with megabytes.
+TEXT_LIMIT = 32767
 
 
 class RedmineDestination:
@@ -55,6 +59,9 @@ class RedmineDestination:
         self.name = name
         self.settings = settings
         self._base = str(settings.url).rstrip("/")
+        self._templates = templates_for(
+            f"destinations.{name}.templates", settings.templates
+        )
         if settings.api_key is None:
             raise ValueError("redmine: api_key is missing")
         key = settings.api_key.get_secret_value()
@@ -70,19 +77,12 @@ class RedmineDestination:
         self._statuses: dict[str, int] | None = None
 
     async def create(self, event: Event, marker: str) -> TicketRef:
-        """Open an issue whose marker custom field holds `marker`."""
-        check_marker(marker)
-        text = render_text(event)
-        issue: dict[str, Any] = {
-            "project_id": self.settings.project,
-            "subject": truncate(text.title, SUBJECT_LIMIT),
-            "description": text.body,
-            "custom_fields": [{"id": self.settings.custom_field_id, "value": marker}],
-        }
-        if self.settings.tracker_id:
-            issue["tracker_id"] = self.settings.tracker_id
-        if self.settings.priority_id:
-            issue["priority_id"] = self.settings.priority_id
+        """Open an issue whose marker custom field holds `marker`.
+
+        Fields are sent only here: later updates carry only a note and the
+        status, so whatever a person edits on the issue stays theirs.
+        """
+        issue = await self.preview(event, marker)
 
         reply = await self._http.request(
             "create", "POST", f"{self._base}/issues.json", json={"issue": issue}
@@ -96,9 +96,40 @@ class RedmineDestination:
         log.info("ticket created", extra=self._fields(ref, marker=marker))
         return ref
 
+    async def preview(self, event: Event, marker: str) -> dict[str, Any]:
+        """The issue of the create request, for `create` and shadow mode."""
+        check_marker(marker)
+        text = await render(
+            self._templates,
+            event,
+            destination=self.name,
+            operation="create",
+            marker=marker,
+        )
+        issue: dict[str, Any] = {
+            "project_id": self.settings.project,
+            "subject": self._fit("subject", text.summary, SUBJECT_LIMIT),
+            "description": self._fit("description", text.description, TEXT_LIMIT),
+            "custom_fields": [{"id": self.settings.custom_field_id, "value": marker}],
+        }
+        if self.settings.tracker_id:
+            issue["tracker_id"] = self.settings.tracker_id
+        severity = event.severity.lower()
+        priority = self.settings.priority_map.get(severity, self.settings.priority_id)
+        if priority is not None:
+            issue["priority_id"] = priority
+        for field, value in text.fields.items():
+            issue[field] = self._fit(field, value, TEXT_LIMIT)
+        return issue
+
+    async def note(self, ticket: TicketRef, text: str) -> None:
+        """Add plain text as a note (a journal entry)."""
+        await self._update("comment", ticket, {"notes": self._notes(text)})
+
     async def comment(self, ticket: TicketRef, event: Event) -> None:
         """Add the event as a note (a journal entry)."""
-        await self._update("comment", ticket, {"notes": render_text(event).comment})
+        text = await self._render(event, "comment")
+        await self._update("comment", ticket, {"notes": self._notes(text.comment)})
         log.debug("ticket commented", extra=self._fields(ticket))
 
     async def resolve(self, ticket: TicketRef, event: Event) -> None:
@@ -108,19 +139,22 @@ class RedmineDestination:
         workflow refuses is answered 204 by Redmine; the status is read back
         and a refusal is a permanent error that names the workflow.
         """
+        # Rendered first: a broken template must fail before any request.
+        text = await self._render(event, "resolve")
         wanted = await self._status_id("resolve", self.settings.resolved_status)
         status = await self._status(ticket, "resolve")
         if status["id"] == wanted or status.get("is_closed") is True:
             log.info("ticket already resolved", extra=self._fields(ticket))
             return
 
-        await self._change_status("resolve", ticket, event, wanted)
+        await self._change_status("resolve", ticket, text.comment, wanted)
         log.info("ticket resolved", extra=self._fields(ticket))
 
     async def reopen(self, ticket: TicketRef, event: Event) -> None:
         """Move the issue back to the reopened status with the event as its note."""
+        text = await self._render(event, "reopen")
         wanted = await self._status_id("reopen", self.settings.reopened_status)
-        await self._change_status("reopen", ticket, event, wanted)
+        await self._change_status("reopen", ticket, text.comment, wanted)
         log.info("ticket reopened", extra=self._fields(ticket))
 
     async def find(self, marker: str) -> TicketRef | None:
@@ -176,14 +210,41 @@ class RedmineDestination:
         )
 
     async def probe(self) -> list[ProbeResult]:
-        """Preflight: the API key, the project and the status list."""
-        project = quote(self.settings.project, safe="")
+        """Preflight: the API key, the project and the configured status names.
+
+        Redmine answers 401, 403 and 404 with an empty body, so the hints
+        say what each means here.
+        """
+        project = self.settings.project
         return await probe_reads(
             self._http,
             [
-                ("credentials", f"{self._base}/users/current.json"),
-                ("project", f"{self._base}/projects/{project}.json"),
-                ("statuses", f"{self._base}/issue_statuses.json"),
+                Read(
+                    "credentials",
+                    f"{self._base}/users/current.json",
+                    "user",
+                    _logged_in,
+                    {
+                        401: "Redmine refused the api_key",
+                        403: "enable the REST API: Administration > Settings > API",
+                    },
+                ),
+                Read(
+                    "project",
+                    f"{self._base}/projects/{quote(project, safe='')}.json",
+                    "project",
+                    lambda found: (True, f"project {_name(found, project)} exists"),
+                    {
+                        403: f"the API user is no member of project {project}",
+                        404: f"no project {project!r}: give its identifier or id",
+                    },
+                ),
+                Read(
+                    "statuses",
+                    f"{self._base}/issue_statuses.json",
+                    "issue_statuses",
+                    self._known_statuses,
+                ),
             ],
         )
 
@@ -192,9 +253,9 @@ class RedmineDestination:
         await self._http.close()
 
     async def _change_status(
-        self, operation: str, ticket: TicketRef, event: Event, wanted: int
+        self, operation: str, ticket: TicketRef, notes: str, wanted: int
     ) -> None:
-        change = {"notes": render_text(event).comment, "status_id": wanted}
+        change = {"notes": self._notes(notes), "status_id": wanted}
         await self._update(operation, ticket, change)
 
         # Redmine answers 204 even when its workflow dropped the status.
@@ -259,6 +320,34 @@ class RedmineDestination:
             )
         return found
 
+    def _known_statuses(self, answer: dict[str, Any]) -> tuple[bool, str]:
+        """Whether the configured status names are among Redmine's statuses."""
+        statuses = answer["issue_statuses"]
+        if not isinstance(statuses, list):
+            return False, "issue_statuses is not a list"
+        names = [s.get("name") for s in statuses if isinstance(s, dict)]
+        known = {str(n).casefold() for n in names if n}
+        wanted = (
+            ("resolved_status", self.settings.resolved_status),
+            ("reopened_status", self.settings.reopened_status),
+        )
+        missing = [f"{k} {v!r}" for k, v in wanted if v.casefold() not in known]
+        if missing:
+            listed = ", ".join(repr(n) for n in names) or "none"
+            return False, f"no issue status for {', '.join(missing)} (known: {listed})"
+        return True, "resolved_status and reopened_status exist"
+
+    async def _render(self, event: Event, operation: str) -> Rendered:
+        return await render(
+            self._templates, event, destination=self.name, operation=operation
+        )
+
+    def _notes(self, text: str) -> str:
+        return self._fit("notes", text, TEXT_LIMIT)
+
+    def _fit(self, field: str, text: str, limit: int) -> str:
+        return fit(self.name, field, text, limit)
+
     def _status_name(self, status_id: int) -> str:
         names = {v: k for k, v in (self._statuses or {}).items()}
         return names.get(status_id, str(status_id))
@@ -291,6 +380,18 @@ class RedmineDestination:
 
     def _fields(self, ticket: TicketRef, **more: object) -> dict[str, object]:
         return {"destination": self.name, "ticket": ticket.key, **more}
+
+
+def _logged_in(answer: dict[str, Any]) -> tuple[bool, str]:
+    user = answer["user"]
+    login = user.get("login") if isinstance(user, dict) else None
+    return True, f"authenticated as {login or 'an unnamed user'}"
+
+
+def _name(answer: dict[str, Any], fallback: str) -> str:
+    project = answer["project"]
+    name = project.get("name") if isinstance(project, dict) else None
+    return f"{fallback} ({name})" if name else fallback
 
 
 def _ref(issue: Any) -> TicketRef:

@@ -25,17 +25,24 @@ from ticketbridge.destinations.http import (
     MissingField,
     OnRequest,
     ReadRetry,
-    check_marker,
     dig,
-    render_text,
-    truncate,
 )
-from ticketbridge.destinations.probe import probe_reads
+from ticketbridge.destinations.probe import Read, probe_reads
+from ticketbridge.destinations.rendering import fit, render
 from ticketbridge.events import Event
+from ticketbridge.templates import Rendered, templates_for
+from ticketbridge.text import check_marker
 
 log = logging.getLogger(__name__)
 
+# RT's schema declares Tickets.Subject varchar(200) for every database it
+# supports (transaction subjects get 255): PostgreSQL refuses a longer one,
+# MySQL in strict mode too, and others cut it. 200 UTF-16 units are at most
+# 200 characters, so a subject cut to this always fits.
 SUBJECT_LIMIT = 200
+# RT stores message content without a length limit of its own; it is cut like
+# Jira's text fields, so one event cannot fill a ticket with megabytes.
+TEXT_LIMIT = 32767
 # Statuses of RT's default lifecycle that are not active.
 INACTIVE = frozenset({"resolved", "rejected", "deleted"})
 
@@ -54,6 +61,9 @@ class RequestTrackerDestination:
         self.name = name
         self.settings = settings
         self._api = f"{str(settings.url).rstrip('/')}/REST/2.0"
+        self._templates = templates_for(
+            f"destinations.{name}.templates", settings.templates
+        )
         if settings.token is None:
             raise ValueError("request_tracker: token is missing")
         token = settings.token.get_secret_value()
@@ -67,18 +77,12 @@ class RequestTrackerDestination:
         )
 
     async def create(self, event: Event, marker: str) -> TicketRef:
-        """Open a ticket in the queue whose marker custom field is `marker`."""
-        check_marker(marker)
-        text = render_text(event)
-        ticket: dict[str, Any] = {
-            "Queue": self.settings.queue,
-            "Subject": truncate(text.title, SUBJECT_LIMIT),
-            "Content": text.body,
-            "ContentType": "text/plain",
-            "CustomFields": {self.settings.custom_field: marker},
-        }
-        if self.settings.requestor:
-            ticket["Requestor"] = self.settings.requestor
+        """Open a ticket in the queue whose marker custom field is `marker`.
+
+        Fields are sent only here: later updates carry only a comment and the
+        status, so whatever a person edits on the ticket stays theirs.
+        """
+        ticket = await self.preview(event, marker)
 
         reply = await self._http.request(
             "create", "POST", f"{self._api}/ticket", json=ticket
@@ -92,9 +96,40 @@ class RequestTrackerDestination:
         log.info("ticket created", extra=self._fields(ref, marker=marker))
         return ref
 
+    async def preview(self, event: Event, marker: str) -> dict[str, Any]:
+        """The ticket of the create request, for `create` and shadow mode."""
+        check_marker(marker)
+        text = await render(
+            self._templates,
+            event,
+            destination=self.name,
+            operation="create",
+            marker=marker,
+        )
+        ticket: dict[str, Any] = {
+            "Queue": self.settings.queue,
+            "Subject": self._fit("Subject", text.summary, SUBJECT_LIMIT),
+            "Content": self._fit("Content", text.description, TEXT_LIMIT),
+            "ContentType": "text/plain",
+            "CustomFields": {self.settings.custom_field: marker},
+        }
+        priority = self.settings.priority_map.get(event.severity.lower())
+        if priority is not None:
+            ticket["Priority"] = priority
+        for field, value in text.fields.items():
+            ticket[field] = self._fit(field, value, TEXT_LIMIT)
+        if self.settings.requestor:
+            ticket["Requestor"] = self.settings.requestor
+        return ticket
+
+    async def note(self, ticket: TicketRef, text: str) -> None:
+        """Add plain text as a comment (not mailed to requestors)."""
+        await self._comment("comment", ticket, text)
+
     async def comment(self, ticket: TicketRef, event: Event) -> None:
         """Add the event as a comment (not mailed to requestors)."""
-        await self._comment("comment", ticket, render_text(event).comment)
+        text = await self._render(event, "comment")
+        await self._comment("comment", ticket, text.comment)
         log.debug("ticket commented", extra=self._fields(ticket))
 
     async def resolve(self, ticket: TicketRef, event: Event) -> None:
@@ -103,6 +138,8 @@ class RequestTrackerDestination:
         A ticket already inactive is left alone. The comment comes after the
         change so that a failed comment never makes the sender repeat it.
         """
+        # Rendered first: a broken template must fail before any request.
+        text = await self._render(event, "resolve")
         status = await self._status(ticket, "resolve")
         if status in INACTIVE or status == self.settings.resolved_status.lower():
             log.info("ticket already resolved", extra=self._fields(ticket))
@@ -110,13 +147,14 @@ class RequestTrackerDestination:
 
         await self._set_status("resolve", ticket, self.settings.resolved_status)
         log.info("ticket resolved", extra=self._fields(ticket))
-        await self._note_after("resolve", ticket, event)
+        await self._note_after("resolve", ticket, text.comment)
 
     async def reopen(self, ticket: TicketRef, event: Event) -> None:
         """Set the reopened status, read it back, then add the event as a comment."""
+        text = await self._render(event, "reopen")
         await self._set_status("reopen", ticket, self.settings.reopened_status)
         log.info("ticket reopened", extra=self._fields(ticket))
-        await self._note_after("reopen", ticket, event)
+        await self._note_after("reopen", ticket, text.comment)
 
     async def find(self, marker: str) -> TicketRef | None:
         """Search the queue with TicketSQL on the marker custom field."""
@@ -156,13 +194,28 @@ class RequestTrackerDestination:
         )
 
     async def probe(self) -> list[ProbeResult]:
-        """Preflight: the token and the queue."""
-        queue = quote(self.settings.queue, safe="")
+        """Preflight: the token (GET /rt needs a user) and the queue, by name."""
+        queue = self.settings.queue
         return await probe_reads(
             self._http,
             [
-                ("credentials", f"{self._api}/rt"),
-                ("queue", f"{self._api}/queue/{queue}"),
+                Read(
+                    "credentials",
+                    f"{self._api}/rt",
+                    "Version",
+                    lambda rt: (True, f"RT {rt['Version']} accepts the token"),
+                    {401: "RT refused the token"},
+                ),
+                Read(
+                    "queue",
+                    f"{self._api}/queue/{quote(queue, safe='')}",
+                    "id",
+                    lambda found: _usable_queue(found, queue),
+                    {
+                        403: f"the token's user may not see queue {queue}",
+                        404: f"no queue named {queue!r}",
+                    },
+                ),
             ],
         )
 
@@ -191,11 +244,9 @@ class RequestTrackerDestination:
                 "token user's rights"
             )
 
-    async def _note_after(
-        self, operation: str, ticket: TicketRef, event: Event
-    ) -> None:
+    async def _note_after(self, operation: str, ticket: TicketRef, text: str) -> None:
         try:
-            await self._comment(operation, ticket, render_text(event).comment)
+            await self._comment(operation, ticket, text)
         except DestinationError as exc:
             log.warning("status note not added: %s", exc, extra=self._fields(ticket))
 
@@ -204,7 +255,10 @@ class RequestTrackerDestination:
             operation,
             "POST",
             f"{self._ticket_url(ticket)}/comment",
-            json={"Content": text, "ContentType": "text/plain"},
+            json={
+                "Content": self._fit("Content", text, TEXT_LIMIT),
+                "ContentType": "text/plain",
+            },
             body="optional",
             ticket=ticket.key,
         )
@@ -223,6 +277,14 @@ class RequestTrackerDestination:
         body: dict[str, Any] = reply.body
         return body
 
+    async def _render(self, event: Event, operation: str) -> Rendered:
+        return await render(
+            self._templates, event, destination=self.name, operation=operation
+        )
+
+    def _fit(self, field: str, text: str, limit: int) -> str:
+        return fit(self.name, field, text, limit)
+
     def _ticket_url(self, ticket: TicketRef) -> str:
         if not ticket.id.isdigit():
             raise ValueError(f"rt ticket id {ticket.id[:20]!r} is not a number")
@@ -230,6 +292,13 @@ class RequestTrackerDestination:
 
     def _fields(self, ticket: TicketRef, **more: object) -> dict[str, object]:
         return {"destination": self.name, "ticket": ticket.key, **more}
+
+
+def _usable_queue(found: dict[str, Any], queue: str) -> tuple[bool, str]:
+    # RT loads a disabled queue by name but creates no ticket in it.
+    if str(found.get("Disabled", "0")) not in ("0", ""):
+        return False, f"queue {queue} is disabled"
+    return True, f"queue {queue} exists"
 
 
 def _values(ticket: dict[str, Any], field: str) -> list[str]:

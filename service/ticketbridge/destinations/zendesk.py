@@ -20,18 +20,20 @@ from ticketbridge.destinations.http import (
     MissingField,
     OnRequest,
     ReadRetry,
-    check_marker,
     dig,
-    render_text,
-    truncate,
 )
-from ticketbridge.destinations.probe import probe_reads
+from ticketbridge.destinations.probe import Read, probe_reads
+from ticketbridge.destinations.rendering import fit, render
 from ticketbridge.events import Event
+from ticketbridge.templates import Rendered, templates_for
+from ticketbridge.text import check_marker
 
 log = logging.getLogger(__name__)
 
 # Zendesk documents no subject limit; 255 is what its ticket form accepts.
 SUBJECT_LIMIT = 255
+# Comments and extra fields; no documented limit, but one event must not
+# fill a ticket with megabytes.
 COMMENT_LIMIT = 65535
 CLOSED_STATUSES = frozenset({"solved", "closed"})
 
@@ -50,6 +52,9 @@ class ZendeskDestination:
         self.name = name
         self.settings = settings
         self._api = f"{str(settings.url).rstrip('/')}/api/v2"
+        self._templates = templates_for(
+            f"destinations.{name}.templates", settings.templates
+        )
         authorization, secrets = _authorization(settings)
         self._http = HttpClient(
             name,
@@ -61,20 +66,12 @@ class ZendeskDestination:
         )
 
     async def create(self, event: Event, marker: str) -> TicketRef:
-        """Open a ticket whose external_id is `marker`."""
-        check_marker(marker)
-        text = render_text(event)
-        ticket: dict[str, Any] = {
-            "subject": truncate(text.title, SUBJECT_LIMIT),
-            "comment": _private(text.body),
-            "external_id": marker,
-            "type": self.settings.ticket_type,
-            "tags": list(self.settings.tags),
-        }
-        if self.settings.priority:
-            ticket["priority"] = self.settings.priority
-        if self.settings.group_id:
-            ticket["group_id"] = self.settings.group_id
+        """Open a ticket whose external_id is `marker`, its text from the templates.
+
+        Fields are sent only here: later updates carry only a comment and the
+        status, so whatever a person edits on the ticket stays theirs.
+        """
+        ticket = await self.preview(event, marker)
 
         reply = await self._http.request(
             "create", "POST", f"{self._api}/tickets", json={"ticket": ticket}
@@ -84,9 +81,44 @@ class ZendeskDestination:
         log.info("ticket created", extra=self._fields(ref, marker=marker))
         return ref
 
+    async def preview(self, event: Event, marker: str) -> dict[str, Any]:
+        """The ticket of the create request, for `create` and shadow mode.
+
+        The description is the first comment, private like every note.
+        """
+        check_marker(marker)
+        text = await render(
+            self._templates,
+            event,
+            destination=self.name,
+            operation="create",
+            marker=marker,
+        )
+        ticket: dict[str, Any] = {
+            "subject": self._fit("subject", text.summary, SUBJECT_LIMIT),
+            "comment": self._private(text.description),
+            "external_id": marker,
+            "type": self.settings.ticket_type,
+            "tags": list(self.settings.tags),
+        }
+        severity = event.severity.lower()
+        priority = self.settings.priority_map.get(severity, self.settings.priority)
+        if priority:
+            ticket["priority"] = priority
+        for field, value in text.fields.items():
+            ticket[field] = self._fit(field, value, COMMENT_LIMIT)
+        if self.settings.group_id:
+            ticket["group_id"] = self.settings.group_id
+        return ticket
+
+    async def note(self, ticket: TicketRef, text: str) -> None:
+        """Add plain text as a private comment."""
+        await self._update("comment", ticket, {"comment": self._private(text)})
+
     async def comment(self, ticket: TicketRef, event: Event) -> None:
         """Add the event as a private comment."""
-        await self._update("comment", ticket, {"comment": self._note(event)})
+        text = await self._render(event, "comment")
+        await self._update("comment", ticket, {"comment": self._private(text.comment)})
         log.debug("ticket commented", extra=self._fields(ticket))
 
     async def resolve(self, ticket: TicketRef, event: Event) -> None:
@@ -95,11 +127,13 @@ class ZendeskDestination:
         A ticket already solved or closed is left alone: a closed ticket
         refuses every update (422), and a repeated resolve must be harmless.
         """
+        # Rendered first: a broken template must fail before any request.
+        text = await self._render(event, "resolve")
         if await self._status(ticket, "resolve") in CLOSED_STATUSES:
             log.info("ticket already resolved", extra=self._fields(ticket))
             return
 
-        change = {"status": "solved", "comment": self._note(event)}
+        change = {"status": "solved", "comment": self._private(text.comment)}
         await self._update("resolve", ticket, change)
         log.info("ticket resolved", extra=self._fields(ticket))
 
@@ -109,7 +143,8 @@ class ZendeskDestination:
         Zendesk cannot reopen a closed ticket: it answers 422, a permanent
         error; a new ticket is then needed.
         """
-        change = {"status": "open", "comment": self._note(event)}
+        text = await self._render(event, "reopen")
+        change = {"status": "open", "comment": self._private(text.comment)}
         await self._update("reopen", ticket, change)
         log.info("ticket reopened", extra=self._fields(ticket))
 
@@ -154,16 +189,31 @@ class ZendeskDestination:
         )
 
     async def probe(self) -> list[ProbeResult]:
-        """Preflight: the credentials are accepted and tickets can be read.
+        """Preflight: the credentials are accepted, tickets and fields readable.
 
-        Zendesk answers /users/me for anyone, so the ticket read is what
-        shows that the credentials work.
+        Zendesk answers /users/me for anyone (as an anonymous user), so the
+        ticket count, which needs an agent, is what proves the credentials.
         """
+        login = "email and token" if self.settings.email else "the OAuth token"
         return await probe_reads(
             self._http,
             [
-                ("credentials", f"{self._api}/tickets/count.json"),
-                ("api_version", f"{self._api}/ticket_fields.json"),
+                Read(
+                    "credentials",
+                    f"{self._api}/tickets/count.json",
+                    "count",
+                    lambda _: (True, "credentials accepted: tickets can be counted"),
+                    {
+                        401: f"Zendesk refused {login}",
+                        403: "the user must be an agent who can see tickets",
+                    },
+                ),
+                Read(
+                    "ticket_fields",
+                    f"{self._api}/ticket_fields.json",
+                    "ticket_fields",
+                    _ticket_fields,
+                ),
             ],
         )
 
@@ -193,8 +243,16 @@ class ZendeskDestination:
         reply = await self._http.get(operation, self._ticket(ticket), ticket=ticket.key)
         return reply.body
 
-    def _note(self, event: Event) -> dict[str, Any]:
-        return _private(render_text(event).comment)
+    async def _render(self, event: Event, operation: str) -> Rendered:
+        return await render(
+            self._templates, event, destination=self.name, operation=operation
+        )
+
+    def _private(self, text: str) -> dict[str, Any]:
+        return {"body": self._fit("comment", text, COMMENT_LIMIT), "public": False}
+
+    def _fit(self, field: str, text: str, limit: int) -> str:
+        return fit(self.name, field, text, limit)
 
     def _ref(self, operation: str, body: Any) -> TicketRef:
         try:
@@ -212,8 +270,11 @@ class ZendeskDestination:
         return {"destination": self.name, "ticket": ticket.key, **more}
 
 
-def _private(text: str) -> dict[str, Any]:
-    return {"body": truncate(text, COMMENT_LIMIT), "public": False}
+def _ticket_fields(answer: dict[str, Any]) -> tuple[bool, str]:
+    fields = answer["ticket_fields"]
+    if not isinstance(fields, list):
+        return False, "ticket_fields is not a list"
+    return True, f"{len(fields)} ticket fields readable"
 
 
 def _authorization(settings: ZendeskSettings) -> tuple[str, list[str]]:

@@ -2,7 +2,8 @@
 
 Like Zendesk, paths work with or without `.json`; a ticket needs a first
 comment; external_id is not unique and lists every ticket that carries it;
-a closed ticket refuses every update (422); and errors carry Zendesk's
+a closed ticket refuses every update (422); the ticket count and the
+ticket fields answer the client's preflight probe; and errors carry Zendesk's
 bodies: RecordNotFound, RecordInvalid with per-field details, and a 429 in
 plain text with Retry-After.
 """
@@ -20,6 +21,16 @@ STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
 PRIORITIES = ("urgent", "high", "normal", "low")
 TYPES = ("problem", "incident", "question", "task")
 CLOSED = ("solved", "closed")
+# The system fields of a fresh account, as /ticket_fields lists them.
+SYSTEM_FIELDS = (
+    ("subject", "Subject"),
+    ("description", "Description"),
+    ("status", "Status"),
+    ("tickettype", "Type"),
+    ("priority", "Priority"),
+    ("group", "Group"),
+    ("assignee", "Assignee"),
+)
 RATE_LIMITED = "Number of allowed API requests per minute exceeded"
 
 
@@ -69,6 +80,8 @@ def routes() -> list[web.RouteDef]:
             web.get(f"{BASE}{suffix}", list_tickets),
             web.get(f"{BASE}/{{id:\\d+}}{suffix}", show_ticket),
             web.put(f"{BASE}/{{id:\\d+}}{suffix}", update_ticket),
+            web.get(f"{BASE}/count{suffix}", count_tickets),
+            web.get(f"/api/v2/ticket_fields{suffix}", list_ticket_fields),
         ]
     return routes
 
@@ -157,6 +170,27 @@ async def list_tickets(request: web.Request) -> web.Response:
             "tickets": [_render(request, t) for t in chunk],
             "count": len(tickets),
             "next_page": next_page,
+            "previous_page": None,
+        }
+    )
+
+
+async def count_tickets(request: web.Request) -> web.Response:
+    """The ticket count; Zendesk's may lag, the sandbox's never does."""
+    count = {"value": len(request.app[STORE].zendesk), "refreshed_at": iso(now())}
+    return web.json_response({"count": count})
+
+
+async def list_ticket_fields(request: web.Request) -> web.Response:
+    fields = [
+        {"id": 360000 + n, "type": kind, "title": title, "active": True}
+        for n, (kind, title) in enumerate(SYSTEM_FIELDS, start=1)
+    ]
+    return web.json_response(
+        {
+            "ticket_fields": fields,
+            "count": len(fields),
+            "next_page": None,
             "previous_page": None,
         }
     )
