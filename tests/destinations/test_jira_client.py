@@ -411,13 +411,18 @@ async def test_resolve_without_the_transition_names_the_available_ones(
     assert api.requests("POST", f"{V3}/issue/10001/transitions") == []
 
 
-async def test_resolve_of_an_issue_already_done_changes_nothing(
+async def test_resolve_of_an_issue_already_done_adds_only_the_comment(
     api: FakeApi, jira: JiraDestination
 ) -> None:
+    """An earlier attempt's transition took but its answer was lost."""
     done = {"fields": {"status": issue_status("done", "Closed")}}
     api.on("GET", f"{V3}/issue/10001", Answer(200, done))
+    api.on("POST", f"{V3}/issue/10001/comment", Answer(201, {"id": "1"}))
     await jira.resolve(ISSUE, make_event(kind=EventKind.RECOVERY))
-    assert [s.method for s in api.seen] == ["GET"]
+    assert [(s.method, s.path.rsplit("/", 1)[-1]) for s in api.seen] == [
+        ("GET", "10001"),
+        ("POST", "comment"),
+    ]
 
 
 async def test_resolve_adds_the_event_as_a_comment_after_the_transition(
@@ -430,10 +435,10 @@ async def test_resolve_adds_the_event_as_a_comment_after_the_transition(
     assert posts == [f"{V3}/issue/10001/transitions", f"{V3}/issue/10001/comment"]
 
 
-async def test_resolve_succeeds_when_the_note_cannot_be_added(
+async def test_resolve_whose_note_fails_fails_so_that_the_note_is_retried(
     api: FakeApi, jira: JiraDestination
 ) -> None:
-    """The transition happened; failing would only make the sender repeat it."""
+    """The recovery's text is part of the resolve; it is never dropped."""
     api.on(
         "GET",
         f"{V3}/issue/10001",
@@ -441,8 +446,9 @@ async def test_resolve_succeeds_when_the_note_cannot_be_added(
     )
     api.on("GET", f"{V3}/issue/10001/transitions", transitions(("31", "Done", "Done")))
     api.on("POST", f"{V3}/issue/10001/transitions", Answer(204))
-    api.on("POST", f"{V3}/issue/10001/comment", Answer(413))
-    await jira.resolve(ISSUE, make_event(kind=EventKind.RECOVERY))
+    api.on("POST", f"{V3}/issue/10001/comment", Answer(503))
+    with pytest.raises(TransientError):
+        await jira.resolve(ISSUE, make_event(kind=EventKind.RECOVERY))
 
 
 # --- find -----------------------------------------------------------------------

@@ -194,21 +194,25 @@ async def test_status_change_answered_200_but_not_made_is_a_clear_error(
 
 
 @pytest.mark.parametrize("status", ["resolved", "rejected", "deleted"])
-async def test_resolve_of_an_inactive_ticket_changes_nothing(
+async def test_resolve_of_an_inactive_ticket_adds_only_the_comment(
     api: FakeApi, rt: RequestTrackerDestination, status: str
 ) -> None:
     api.on("GET", ONE, record(status))
+    api.on("POST", f"{ONE}/comment", Answer(201, ["Comments added"]))
     await rt.resolve(TICKET, make_event(kind=EventKind.RECOVERY))
     assert api.requests("PUT", ONE) == []
+    assert len(api.requests("POST", f"{ONE}/comment")) == 1
 
 
-async def test_failed_note_after_a_made_change_does_not_fail_the_resolve(
+async def test_failed_note_after_a_made_change_fails_the_resolve_to_be_retried(
     api: FakeApi, rt: RequestTrackerDestination
 ) -> None:
+    """The recovery's text is part of the resolve; it is never dropped."""
     api.on("GET", ONE, record("open"), record("resolved"))
     api.on("PUT", ONE, MESSAGES)
     api.on("POST", f"{ONE}/comment", Answer(500))
-    await rt.resolve(TICKET, make_event(kind=EventKind.RECOVERY))
+    with pytest.raises(TransientError):
+        await rt.resolve(TICKET, make_event(kind=EventKind.RECOVERY))
 
 
 async def test_reopen_puts_the_reopened_status(

@@ -184,3 +184,23 @@ def test_invalid_reload_while_a_create_is_in_flight_keeps_running_on_the_old_con
     assert daemon.states()[("7001", "jira_new")] == "verified"
     assert len(sandbox.tickets()) == 1
     assert "reload refused" in daemon.log()
+
+
+def test_resolve_whose_answer_was_lost_still_gets_the_recovery_comment(
+    daemon: Daemon, sandbox: Sandbox
+) -> None:
+    """The transition takes but the connection drops: the retry adds the note."""
+    daemon.start()
+    daemon.notify("1601")
+    wait_until(lambda: all_settled(daemon, 1))
+    sandbox.script_faults(
+        {"method": "POST", "path_regex": r"/transitions$"}, [{"reset": "after"}]
+    )
+
+    daemon.notify("1602", kind="recovery")
+    wait_until(lambda: all_settled(daemon, 2), timeout=30)
+
+    [ticket] = sandbox.tickets()
+    assert ticket["status"] == "Done"
+    assert ticket["comments"] == 1
+    assert [d["state"] for d in daemon.deliveries()] == ["verified", "verified"]

@@ -175,8 +175,11 @@ class JiraDestination:
     async def resolve(self, ticket: TicketRef, event: Event) -> None:
         """Apply the resolve transition, then add the event as a comment.
 
-        An issue already in the done category is left alone, so a repeated
-        resolve is harmless.
+        The comment is part of the resolve: when it fails, the delivery is
+        retried, and a retry that finds the issue already in the done
+        category (its transition took, the answer was lost) adds only the
+        comment. Known shortcoming: a comment whose answer was lost is
+        added twice.
         """
         # Rendered first: a broken template must not leave a resolved issue
         # without its note.
@@ -185,28 +188,21 @@ class JiraDestination:
         )
         if await self._is_done(ticket, "resolve"):
             log.info("ticket already resolved", extra=self._fields(ticket))
-            return
+        else:
+            transition = await self._transition_id(
+                ticket, "resolve", self.settings.resolve_transition
+            )
+            await self._http.request(
+                "resolve",
+                "POST",
+                f"{self._issue(ticket)}/transitions",
+                json={"transition": {"id": transition}},
+                body="none",
+                ticket=ticket.key,
+            )
+            log.info("ticket resolved", extra=self._fields(ticket))
 
-        transition = await self._transition_id(
-            ticket, "resolve", self.settings.resolve_transition
-        )
-
-        await self._http.request(
-            "resolve",
-            "POST",
-            f"{self._issue(ticket)}/transitions",
-            json={"transition": {"id": transition}},
-            body="none",
-            ticket=ticket.key,
-        )
-        log.info("ticket resolved", extra=self._fields(ticket))
-
-        # The note goes after the transition: a failed note must not make the
-        # sender repeat a transition that has already happened.
-        try:
-            await self._comment("resolve", ticket, text.comment)
-        except DestinationError as exc:
-            log.warning("resolve note not added: %s", exc, extra=self._fields(ticket))
+        await self._comment("resolve", ticket, text.comment)
 
     async def find(self, marker: str) -> TicketRef | None:
         """Search the project for the one issue labelled exactly `marker`.

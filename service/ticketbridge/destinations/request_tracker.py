@@ -135,19 +135,20 @@ class RequestTrackerDestination:
     async def resolve(self, ticket: TicketRef, event: Event) -> None:
         """Set the resolved status, read it back, then add the event as a comment.
 
-        A ticket already inactive is left alone. The comment comes after the
-        change so that a failed comment never makes the sender repeat it.
+        The comment is part of the resolve: when it fails, the delivery is
+        retried, and a retry that finds the ticket already inactive (its
+        change took, the answer was lost) adds only the comment. Known
+        shortcoming: a comment whose answer was lost is added twice.
         """
         # Rendered first: a broken template must fail before any request.
         text = await self._render(event, "resolve")
         status = await self._status(ticket, "resolve")
         if status in INACTIVE or status == self.settings.resolved_status.lower():
             log.info("ticket already resolved", extra=self._fields(ticket))
-            return
-
-        await self._set_status("resolve", ticket, self.settings.resolved_status)
-        log.info("ticket resolved", extra=self._fields(ticket))
-        await self._note_after("resolve", ticket, text.comment)
+        else:
+            await self._set_status("resolve", ticket, self.settings.resolved_status)
+            log.info("ticket resolved", extra=self._fields(ticket))
+        await self._comment("resolve", ticket, text.comment)
 
     async def reopen(self, ticket: TicketRef, event: Event) -> None:
         """Set the reopened status, read it back, then add the event as a comment."""
