@@ -100,10 +100,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from ticketbridge.sandbox.app import main_sandbox
 
-    argv = ["--host", args.host, "--port", str(args.port)]
-    for project in args.projects or []:
-        argv += ["--project", project]
-    return main_sandbox(argv)
+    return main_sandbox(args.options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,11 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_migration_report)
     add_operator_commands(commands)
 
-    sandbox = commands.add_parser("sandbox", help="serve a fake ticketing system")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8080, help="0 picks a free port")
-    sandbox.add_argument(
-        "--project", action="append", dest="projects", help="Jira project key (OPS)"
+    # The sandbox parses its own options (`ticketbridge sandbox --help`).
+    sandbox = commands.add_parser(
+        "sandbox", help="serve a fake ticketing system", add_help=False
     )
     sandbox.set_defaults(func=cmd_sandbox)
     return parser
@@ -205,7 +200,12 @@ def add_operator_commands(commands: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "sandbox":
+        args.options = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logs.setup(args.log_level, args.log_format)
     logging.getLogger(__name__).debug("command %s", args.command)
     return int(args.func(args))

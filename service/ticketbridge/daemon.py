@@ -89,7 +89,7 @@ class Daemon:
         self.metrics.ledger_up.set(1)
         self.metrics.reload_ok.set(1)
         self.metrics.reload_ok_time.set(time.time())
-        self._apply(self.config)
+        await self._circuits_closed(self._apply(self.config))
 
         # 3. The metrics and health server, over TLS when configured.
         health = self.config.health
@@ -159,8 +159,11 @@ class Daemon:
 
     # -- configuration ----------------------------------------------------
 
-    def _apply(self, config: Config) -> None:
-        """Swap routing, sources and senders to `config` in one step."""
+    def _apply(self, config: Config) -> list[str]:
+        """Swap routing, sources and senders to `config` in one step.
+
+        Returns the destinations whose senders (and circuits) started afresh.
+        """
         assert self.ledger is not None
         old = self.config
         self.config = config
@@ -170,6 +173,7 @@ class Daemon:
             for name, settings in config.sources.items()
         }
         self.metrics.set_sources(dict.fromkeys(config.sources, config.poll_interval))
+        started: list[str] = []
         for name, settings in config.destinations.items():
             if name in self.senders and old.destinations.get(name) == settings:
                 continue
@@ -196,9 +200,19 @@ class Daemon:
             self.metrics.circuit_state.labels(name).set(0)
             sender.start()
             self.senders[name] = sender
+            started.append(name)
         for name in list(self.senders):
             if name not in config.destinations:
                 self._retire(name)
+        return started
+
+    async def _circuits_closed(self, names: list[str]) -> None:
+        """A fresh sender's circuit is closed: say so where `status` reads it."""
+        for name in names:
+            try:
+                await self._record_destination_status(name, circuit_state="closed")
+            except Exception:
+                log.exception("circuit state not recorded", extra={"destination": name})
 
     def lifecycle_of(self, route: str) -> Lifecycle:
         """The current lifecycle rules of a route; defaults once it is gone."""
@@ -248,7 +262,8 @@ class Daemon:
                 )
             else:
                 changes = config_changes(self.config, config) or {"changes": "none"}
-                self._apply(config)
+                started = self._apply(config)
+                await self._circuits_closed(started)
                 await self.preflight.report_all(probes)
                 self.web = web
                 self.auth.replace(web.basic_auth_users)

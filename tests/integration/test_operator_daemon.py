@@ -1,6 +1,7 @@
 """The operator's view of a running daemon: its log lines and its repairs."""
 
 import signal
+import sqlite3
 
 from tests.integration.processes import Daemon, Sandbox, wait_until
 
@@ -54,3 +55,22 @@ def test_a_dead_delivery_retried_by_the_operator_is_delivered(
     assert retried.returncode == 0, retried.stderr
     wait_until(lambda: daemon.states().get(("p1", "jira_new")) == "verified")
     assert daemon.command("status").returncode == 0
+
+
+def test_a_restart_shows_the_fresh_circuit_closed_in_status(daemon: Daemon) -> None:
+    """The circuit an earlier run left open is not reported open forever."""
+    daemon.start()
+    assert daemon.stop() == 0
+    db = sqlite3.connect(daemon.ledger)
+    db.execute(
+        "INSERT INTO destination_status (destination, circuit_state, updated_at) "
+        "VALUES ('jira_new', 'open', 0) ON CONFLICT (destination) "
+        "DO UPDATE SET circuit_state = 'open'"
+    )
+    db.commit()
+    db.close()
+
+    daemon.start()
+
+    wait_until(lambda: daemon.command("status").returncode == 0, what="status 0")
+    assert "circuit open" not in daemon.command("status").stdout

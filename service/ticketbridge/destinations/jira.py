@@ -14,7 +14,6 @@ from urllib.parse import quote
 
 from ticketbridge.config.model import JiraSettings
 from ticketbridge.destinations.base import (
-    DestinationError,
     PermanentError,
     ProbeResult,
     TicketRef,

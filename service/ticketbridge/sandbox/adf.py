@@ -25,6 +25,8 @@ def to_text(value: object) -> str | None:
         return str(value)
     if value.get("type") == "text":
         return str(value.get("text", ""))
+    if value.get("type") == "hardBreak":
+        return "\n"
     parts = [to_text(child) or "" for child in value.get("content") or []]
     joiner = "\n" if value.get("type") == "doc" else ""
     return joiner.join(parts)
