@@ -62,6 +62,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     argv = ["--host", args.host, "--port", str(args.port)]
     for project in args.projects or []:
         argv += ["--project", project]
+    if args.faults:
+        argv += ["--faults", args.faults]
     return main_sandbox(argv)
 
 
@@ -96,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     sandbox.add_argument(
         "--project", action="append", dest="projects", help="Jira project key (OPS)"
+    )
+    sandbox.add_argument(
+        "--faults", metavar="FILE", help="inject faults at the rates this file sets"
     )
     sandbox.set_defaults(func=cmd_sandbox)
     return parser

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -30,11 +31,13 @@ class SandboxSettings:
 
     `token`, when set, is the only secret accepted: the password of a Basic
     credential or the Bearer token. `close_codes` set to None accepts any code.
+    `faults` is a rate profile (see `rates`) in force from the start.
     """
 
     jira_projects: tuple[str, ...] = ("OPS",)
     token: str | None = None
     close_codes: tuple[str, ...] | None = DEFAULT_CLOSE_CODES
+    faults: dict[str, Any] | None = None
 
 
 SETTINGS = web.AppKey("sandbox_settings", SandboxSettings)
