@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv clean
+.PHONY: run test lint venv clean chaos
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv --help > /dev/null 2>&1 && $(PYTHON) -c "import ensurepip" 2>/dev/null \
@@ -27,6 +27,10 @@ test: venv
 	bash scripts/install-test-packages.sh
 	$(MAKE) lint
 	$(VENV)/bin/pytest -q
+
+# The crash campaign (README "Proving the guarantees"); options via ARGS="...".
+chaos: venv
+	$(VENV)/bin/python -m tests.chaos.campaign $(ARGS)
 
 clean:
 	rm -rf $(VENV) var

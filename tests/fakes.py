@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass, field
 
 from ticketbridge.destinations.base import (
@@ -20,6 +21,7 @@ class FakeTicket:
     marker: str
     open: bool = True
     comments: list[str] = field(default_factory=list)
+    created: float = field(default_factory=time.monotonic)
 
 
 class FakeDestination:
@@ -27,7 +29,8 @@ class FakeDestination:
 
     `lose_create_response` makes the next create succeed and then raise, as a
     timeout after the server acted would. `drop_marker` stores tickets without
-    their marker, as a misconfigured Jira screen does.
+    their marker, as a misconfigured Jira screen does. `search_lag` keeps a
+    new ticket out of `find` for that many seconds, as Jira's search index.
     """
 
     def __init__(self, name: str = "fake") -> None:
@@ -38,6 +41,7 @@ class FakeDestination:
         self.lose_create_response: DestinationError | None = None
         self.drop_marker = False
         self.ignore_resolve = False
+        self.search_lag = 0.0
         self._ids = itertools.count(1)
 
     def _maybe_fail(self, operation: str) -> None:
@@ -69,7 +73,8 @@ class FakeDestination:
     async def find(self, marker: str) -> TicketRef | None:
         self._maybe_fail("find")
         for ticket in self.tickets.values():
-            if ticket.marker == marker:
+            indexed = time.monotonic() - ticket.created >= self.search_lag
+            if ticket.marker == marker and indexed:
                 return ticket.ref
         return None
 

@@ -9,7 +9,7 @@ import signal
 import time
 from pathlib import Path
 
-from ticketbridge import systemd_notify
+from ticketbridge import crashpoints, systemd_notify
 from ticketbridge.config import Config, ConfigError, load_config
 from ticketbridge.destinations import build_destination
 from ticketbridge.events import Event
@@ -37,6 +37,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self._poll_now = asyncio.Event()
         self._reloading = asyncio.Lock()
+        # Stop tasks of replaced senders; held so they are not collected early.
+        self._retiring: set[asyncio.Task[None]] = set()
 
     # -- lifecycle --------------------------------------------------------
 
@@ -90,18 +92,21 @@ class Daemon:
         await asyncio.gather(*tasks, return_exceptions=True)
         timeout = self.config.shutdown_timeout
         await asyncio.gather(*(s.stop(timeout) for s in self.senders.values()))
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         assert self.ledger is not None
         await self.ledger.close()
         log.info("ticketbridge stopped")
 
     # -- configuration ----------------------------------------------------
 
-    def _apply(self, config: Config) -> None:
+    def _apply(self, config: Config, reloading: bool = False) -> None:
         """Swap routing, sources and senders to `config` in one step."""
         assert self.ledger is not None
         old = self.config
         self.config = config
         self.router = Router(config.routes)
+        if reloading:
+            crashpoints.reach("during_reload")
         self.sources = {
             name: build_source(name, settings)
             for name, settings in config.sources.items()
@@ -109,7 +114,7 @@ class Daemon:
         for name, settings in config.destinations.items():
             if name in self.senders and old.destinations.get(name) == settings:
                 continue
-            self._retire(name)
+            retiring = self._retire(name)
             destination = build_destination(
                 name, settings, on_request=self.metrics.observe_request
             )
@@ -121,17 +126,24 @@ class Daemon:
                 self.metrics,
                 config.failure_threshold,
             )
-            sender.start()
+            sender.start(after=retiring)
             self.senders[name] = sender
         for name in list(self.senders):
             if name not in config.destinations:
                 self._retire(name)
 
-    def _retire(self, name: str) -> None:
-        """A removed or changed destination's sender finishes its in-flight work."""
+    def _retire(self, name: str) -> asyncio.Task[None] | None:
+        """A removed or changed destination's sender finishes its in-flight work.
+
+        Returns the task that stops it, so a successor can wait for it.
+        """
         sender = self.senders.pop(name, None)
-        if sender is not None:
-            asyncio.create_task(sender.stop(self.config.shutdown_timeout))
+        if sender is None:
+            return None
+        task = asyncio.create_task(sender.stop(self.config.shutdown_timeout))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        return task
 
     async def reload(self) -> None:
         async with self._reloading:
@@ -149,7 +161,7 @@ class Daemon:
                     extra={"config": str(self.config_path)},
                 )
             else:
-                self._apply(config)
+                self._apply(config, reloading=True)
                 self.config_ok = True
                 self.metrics.reload_ok.set(1)
                 self.metrics.reload_ok_time.set(time.time())
@@ -220,6 +232,7 @@ class Daemon:
             self.metrics.ledger_up.set(0)
             raise
         self.metrics.ledger_up.set(1)
+        crashpoints.reach("after_ingest")
 
         await source.set_aside(polled)
         await source.acknowledge(polled)

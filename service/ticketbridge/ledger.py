@@ -102,6 +102,10 @@ MIGRATIONS: list[str] = [
         at REAL NOT NULL
     );
     """,
+    # 2: when a create that may have landed becomes visible to a lookup.
+    """
+    ALTER TABLE deliveries ADD COLUMN settle_until REAL;
+    """,
 ]
 
 
@@ -132,6 +136,8 @@ class Delivery:
     ticket_id: str | None
     ticket_key: str | None
     event: Event
+    # A create attempt may have landed; until then a lookup may not see it.
+    settle_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,13 +374,29 @@ class Ledger:
             row = await cursor.fetchone()
         return OpenTicket(str(row[0]), str(row[1]), str(row[2])) if row else None
 
-    async def start_attempt(self, delivery_id: int, operation: str) -> None:
-        """Record a request about to be sent: a crash after this is ambiguous."""
+    async def start_attempt(
+        self, delivery_id: int, operation: str, settle_until: float | None = None
+    ) -> None:
+        """Record a request about to be sent: a crash after this is ambiguous.
+
+        `settle_until` (creates only) is when a lookup by marker is sure to see
+        the ticket this attempt may create; it is kept until ruled out.
+        """
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE deliveries SET attempts = attempts + 1, operation = ?, "
-                "updated_at = ? WHERE id = ?",
-                (operation, time.time(), delivery_id),
+                "settle_until = COALESCE(?, settle_until), updated_at = ? "
+                "WHERE id = ?",
+                (operation, settle_until, time.time(), delivery_id),
+            )
+
+    async def postpone(self, delivery_id: int, until: float) -> None:
+        """Work on the delivery again at `until`, counting no failure."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE deliveries SET next_attempt_at = ?, updated_at = ? "
+                "WHERE id = ?",
+                (until, time.time(), delivery_id),
             )
 
     async def mark_sent(
@@ -452,19 +474,30 @@ class Ledger:
         duration: float | None,
         retry_at: float | None,
         keep_state: bool = False,
+        settled: bool = False,
     ) -> str:
         """Count a failure; `retry_at` None means dead. Returns the new state.
 
         `keep_state` leaves a `sent` delivery in `sent`: its write landed and
-        only its verification is to be retried.
+        only its verification is to be retried. `settled` says the attempt
+        surely created nothing, so no lookup needs to wait for it.
         """
         state = "dead" if retry_at is None else ("sent" if keep_state else "retrying")
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE deliveries SET state = ?, "
                 "consecutive_failures = consecutive_failures + 1, last_error = ?, "
-                "next_attempt_at = ?, updated_at = ? WHERE id = ?",
-                (state, error, retry_at or time.time(), time.time(), delivery.id),
+                "next_attempt_at = ?, updated_at = ?, "
+                "settle_until = CASE WHEN ? THEN NULL ELSE settle_until END "
+                "WHERE id = ?",
+                (
+                    state,
+                    error,
+                    retry_at or time.time(),
+                    time.time(),
+                    settled,
+                    delivery.id,
+                ),
             )
             await self._record_attempt(
                 db, delivery.id, operation, state, status, duration, error
@@ -533,6 +566,7 @@ def delivery_from_row(row: aiosqlite.Row) -> Delivery:
         ticket_id=row["ticket_id"],
         ticket_key=row["ticket_key"],
         event=event_from_record(row["source"], record),
+        settle_until=row["settle_until"],
     )
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from tenacity import RetryCallState, wait_exponential_jitter
 
+from ticketbridge import crashpoints
 from ticketbridge.config.model import HttpSettings
 from ticketbridge.destinations.base import (
     Destination,
@@ -68,8 +69,16 @@ class Sender:
         )
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._dispatch(), name=f"sender:{self.name}")
+    def start(self, after: asyncio.Task[None] | None = None) -> None:
+        """Start dispatching; with `after`, only once that task has finished.
+
+        On a reload the new sender of a changed destination starts after the
+        old one has stopped: two senders of one destination at once could
+        both take the same delivery and, say, create its ticket twice.
+        """
+        self._task = asyncio.create_task(
+            self._dispatch(after), name=f"sender:{self.name}"
+        )
 
     def wake(self) -> None:
         self._wake.set()
@@ -94,7 +103,9 @@ class Sender:
 
     # -- dispatching ------------------------------------------------------
 
-    async def _dispatch(self) -> None:
+    async def _dispatch(self, after: asyncio.Task[None] | None = None) -> None:
+        if after is not None:
+            await asyncio.wait([after])
         while not self._stopping:
             try:
                 await self._dispatch_due()
@@ -149,7 +160,12 @@ class Sender:
             self._count(delivery, "skip", "skipped", plan.skip_reason)
             return
 
-        await self.ledger.start_attempt(delivery.id, plan.operation)
+        if plan.operation == "create" and await self._unsettled(delivery):
+            return
+
+        await self.ledger.start_attempt(
+            delivery.id, plan.operation, self._settle_time(plan.operation)
+        )
         delivery = await self.ledger.delivery(delivery.id)
         started = time.monotonic()
         try:
@@ -161,6 +177,7 @@ class Sender:
             await self._failed(delivery, plan.operation, exc, started, transient=False)
             return
 
+        crashpoints.reach("before_ledger_write")
         marker = delivery.marker if plan.operation == "create" else plan.marker
         duration = time.monotonic() - started
         await self.ledger.mark_sent(
@@ -185,6 +202,34 @@ class Sender:
         if kind is EventKind.RECOVERY:
             return Plan("resolve", ref, marker)
         return Plan("comment", ref, marker)
+
+    def _settle_time(self, operation: str) -> float | None:
+        """When a lookup is sure to see what a create sent now may have made.
+
+        It assumes the destination acts on a request within `timeout` of
+        receiving it or not at all, and shows a new ticket in lookups by
+        marker within `search_lag`. A server that acts later than that (a
+        request stuck in its queue) can still lead to a second ticket.
+        """
+        if operation != "create":
+            return None
+        return time.time() + self.settings.timeout + self.settings.search_lag
+
+    async def _unsettled(self, delivery: Delivery) -> bool:
+        """Postpone a create whose earlier attempt may not be visible yet.
+
+        Looking the marker up too early (the search lags behind creates)
+        would miss the earlier ticket and create a second one.
+        """
+        settle = delivery.settle_until
+        if delivery.attempts == 0 or settle is None or settle <= time.time():
+            return False
+        log.debug(
+            "create waits for the lookup to settle",
+            extra=self._fields(delivery, until=round(settle, 3)),
+        )
+        await self.ledger.postpone(delivery.id, settle)
+        return True
 
     async def _apply(self, delivery: Delivery, plan: Plan) -> TicketRef:
         event = delivery.event
@@ -224,6 +269,7 @@ class Sender:
             )
             return
 
+        crashpoints.reach("during_verify")
         want_open = operation != "resolve"
         if view.marker_present and view.is_open == want_open:
             await self.ledger.mark_verified(delivery, operation)
@@ -286,6 +332,8 @@ class Sender:
             duration=time.monotonic() - started,
             retry_at=retry_at,
             keep_state=keep_state,
+            # Only an answer that proves nothing was done rules a create out.
+            settled=operation == "create" and not getattr(exc, "ambiguous", False),
         )
         outcome = "dead" if state == "dead" else "retrying"
         self._count(delivery, operation, outcome, error, failures=failures)

@@ -39,6 +39,12 @@ class HttpSettings(Strict):
     )
     backoff_initial: float = Field(1.0, gt=0, le=60)
     backoff_max: float = Field(300.0, gt=0, le=3600)
+    search_lag: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="seconds a new ticket may stay out of lookups by marker",
+    )
     ca_bundle: Path | None = None
     verify_tls: bool = True
 
@@ -53,6 +59,9 @@ class JiraSettings(HttpSettings):
     token: SecretStr | None = None
     resolve_transition: str = "Done"
     label_prefix: str = "tb"
+    # Jira Cloud's search is eventually consistent: a new issue can be missing
+    # from JQL results for a few seconds.
+    search_lag: float = Field(5.0, ge=0, le=3600)
 
     @model_validator(mode="after")
     def _auth_matches_version(self) -> JiraSettings:
