@@ -212,3 +212,27 @@ async def test_verification_failure_keeps_the_write_and_reads_again(
     assert await bench.run(delivery) == "sent"
     assert await bench.run(delivery) == "verified"
     assert bench.fake.creates() == 1
+
+
+async def test_successor_sender_waits_for_its_predecessor_to_stop(
+    bench: Bench,
+) -> None:
+    """On a reload two senders of one destination must never work at once."""
+    delivery = await bench.add("p1")
+    predecessor_done = asyncio.Event()
+
+    async def predecessor_stops() -> None:
+        await predecessor_done.wait()
+
+    bench.sender.start(after=asyncio.create_task(predecessor_stops()))
+    await asyncio.sleep(0.3)
+    calls_while_waiting = list(bench.fake.calls)
+    predecessor_done.set()
+    for _ in range(50):
+        if (await bench.ledger.delivery(delivery)).state == "verified":
+            break
+        await asyncio.sleep(0.05)
+    await bench.sender.stop(grace=1)
+
+    assert calls_while_waiting == []
+    assert (await bench.ledger.delivery(delivery)).state == "verified"

@@ -256,9 +256,9 @@ class Campaign:
             self._write_next_batch()
 
     def _kill_plan(self) -> list[str]:
-        """Crash points at least twice each, one burst, the rest random kills."""
+        """Each crash point `--each-point` times, one burst, random kills."""
         kills = self.args.kills
-        plan = [point for point in CRASH_POINTS for _ in range(2)]
+        plan = [point for point in CRASH_POINTS for _ in range(self.args.each_point)]
         plan.append("burst")
         burst = self.args.burst
         while len(plan) + burst - 1 < kills:
@@ -559,6 +559,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds a run with a crash point is given before a plain SIGKILL",
     )
     parser.add_argument("--settle-timeout", type=float, default=900.0)
+    parser.add_argument(
+        "--each-point", type=int, default=2, help="runs that use each crash point"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", type=Path, help="keep files here (default: temp)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -566,11 +569,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--small",
         action="store_true",
         help="the quick version `make test` runs: 300 events, 30 incidents, "
-        "12 kills, 1 s search lag",
+        "10 kills (each crash point once), 1 s search lag",
     )
     args = parser.parse_args(argv)
     if args.small:
-        args.events, args.incidents, args.kills = 300, 30, 12
+        args.events, args.incidents, args.kills, args.each_point = 300, 30, 10, 1
         args.batches, args.batch_interval, args.search_lag = 6, 0.5, 1.0
         args.crash_wait, args.settle_timeout = 4.0, 120.0
     return args

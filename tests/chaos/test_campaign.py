@@ -1,7 +1,7 @@
 """A small crash campaign as a behaviour test: no event lost, none doubled.
 
 It runs the same script as `make chaos`, scaled down (300 events, at least
-12 kills), and checks its verdict and figures; the timing is not asserted.
+10 kills), and checks its verdict and figures; the timing is not asserted.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def test_small_campaign_loses_and_doubles_nothing(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     result = json.loads(figures.read_text(encoding="utf-8"))
     assert result["events_ingested"] == result["events_written"] == 300
-    assert result["kills"] >= 12
+    assert result["kills"] >= 10
     for name, counts in result["destinations"].items():
         assert counts["tickets_created"] == counts["tickets_expected"] > 0, name
         for figure in ("duplicates", "lost", "stuck", "dead", "wrong_state"):

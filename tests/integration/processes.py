@@ -138,6 +138,8 @@ class Daemon:
                     "api_version": 3,
                     "project": "OPS",
                     "email": "bridge@example.invalid",
+                    # The sandbox's search does not lag unless told to.
+                    "search_lag": 0,
                     "timeout": 3,
                     "backoff_initial": 0.2,
                     "backoff_max": 1,
