@@ -181,9 +181,11 @@ def daemon_config(daemon: Daemon, sandbox: Sandbox, args: argparse.Namespace) ->
     common = {
         "url": sandbox.url,
         "timeout": 2,
-        "concurrency": 8,
+        "concurrency": 16,
         "backoff_initial": 0.2,
         "backoff_max": 2,
+        # The lag bound of the sandbox's searches, as an operator would set it.
+        "search_lag": args.search_lag,
     }
     every = {
         "jira": {
@@ -323,10 +325,10 @@ class Campaign:
             self.figures.kills[f"exit_{process.returncode}"] += 1
 
     def _reload(self) -> None:
-        """Change every destination (concurrency 8 <-> 7) so its sender is swapped."""
+        """Change every destination (concurrency 16 <-> 15) so its sender is swapped."""
         config = self.daemon.config
         for settings in config["destinations"].values():
-            settings["concurrency"] = 15 - settings["concurrency"]
+            settings["concurrency"] = 31 - settings["concurrency"]
         self.daemon.write_config(config)
         if self._alive():
             self.daemon.signal(signal.SIGHUP)
@@ -558,7 +560,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=8.0,
         help="seconds a run with a crash point is given before a plain SIGKILL",
     )
-    parser.add_argument("--settle-timeout", type=float, default=900.0)
+    parser.add_argument("--settle-timeout", type=float, default=3600.0)
     parser.add_argument(
         "--each-point", type=int, default=2, help="runs that use each crash point"
     )
