@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv clean badinput
+.PHONY: run test lint venv clean badinput chaos
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv --help > /dev/null 2>&1 && $(PYTHON) -c "import ensurepip" 2>/dev/null \
@@ -32,6 +32,10 @@ test: venv
 # What becomes of every input of the bad-input corpus, counted by reason.
 badinput: venv
 	$(VENV)/bin/python -m tests.badinput.report
+
+# The crash campaign (README "Proving the guarantees"); options via ARGS="...".
+chaos: venv
+	$(VENV)/bin/python -m tests.chaos.campaign $(ARGS)
 
 clean:
 	rm -rf $(VENV) var

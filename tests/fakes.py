@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass, field
 
 from ticketbridge.destinations.base import (
@@ -23,6 +24,7 @@ class FakeTicket:
     comments: list[str] = field(default_factory=list)
     status: str = "Open"
     resolution: str = ""
+    created: float = field(default_factory=time.monotonic)
 
 
 class FakeDestination:
@@ -31,7 +33,8 @@ class FakeDestination:
     `resolution` is what a resolve sets (Jira's resolution field).
     `lose_create_response` makes the next create succeed and then raise, as a
     timeout after the server acted would. `drop_marker` stores tickets without
-    their marker, as a misconfigured Jira screen does.
+    their marker, as a misconfigured Jira screen does. `search_lag` keeps a
+    new ticket out of `find` for that many seconds, as Jira's search index.
     """
 
     def __init__(self, name: str = "fake") -> None:
@@ -45,6 +48,7 @@ class FakeDestination:
         self.ignore_resolve = False
         self.resolution = "Done"
         self.probe_results = [ProbeResult("reachable", True, "fake")]
+        self.search_lag = 0.0
         self._ids = itertools.count(1)
 
     def _maybe_fail(self, operation: str) -> None:
@@ -96,7 +100,8 @@ class FakeDestination:
     async def find(self, marker: str) -> TicketRef | None:
         self._maybe_fail("find")
         for ticket in self.tickets.values():
-            if ticket.marker == marker:
+            indexed = time.monotonic() - ticket.created >= self.search_lag
+            if ticket.marker == marker and indexed:
                 return ticket.ref
         return None
 

@@ -1,5 +1,7 @@
 """The sender's rules, against an in-memory destination (no HTTP here)."""
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,9 @@ from ticketbridge.routing import correlation_marker
 from ticketbridge.sender import Sender
 
 KEY = "nagios|web01|HTTP"
+SEARCH_LAG = 0.2
+# After an attempt that may have created a ticket: its timeout plus the lag.
+SETTLE = 0.1 + SEARCH_LAG + 0.05
 
 
 class Bench:
@@ -32,6 +37,8 @@ class Bench:
             email="a@example.invalid",
             backoff_initial=0.01,
             backoff_max=0.01,
+            timeout=0.1,
+            search_lag=SEARCH_LAG,
         )
         self.ledger = ledger
         self.fake = fake
@@ -112,6 +119,7 @@ async def test_lost_create_response_is_looked_up_not_created_again(
     delivery = await bench.add("p1")
 
     assert await bench.run(delivery) == "retrying"
+    await asyncio.sleep(SETTLE)
     assert await bench.run(delivery) == "verified"
 
     assert len(bench.fake.tickets) == 1
@@ -124,11 +132,64 @@ async def test_a_failed_lookup_is_never_taken_for_no_ticket(bench: Bench) -> Non
     bench.fake.lose_create_response = TransientError("read timeout", ambiguous=True)
     bench.fake.failures["find"] = [PermanentError("HTTP 410: API removed", status=410)]
 
-    assert await bench.run(delivery, times=2) == "dead"
+    assert await bench.run(delivery) == "retrying"
+    await asyncio.sleep(SETTLE)  # the lookup waits for the search to catch up
+    assert await bench.run(delivery) == "dead"
 
     assert bench.fake.creates() == 1
     row = await bench.ledger.delivery(delivery)
     assert "HTTP 410" in str(row.last_error)
+
+
+async def test_create_after_a_lost_response_waits_for_the_search_to_catch_up(
+    bench: Bench,
+) -> None:
+    """A lookup before the search shows the first ticket would make a second."""
+    bench.fake.search_lag = SEARCH_LAG
+    bench.fake.lose_create_response = TransientError("read timeout", ambiguous=True)
+    delivery = await bench.add("p1")
+
+    await bench.run(delivery)
+    early = await bench.run(delivery)
+    calls_before_settling = list(bench.fake.calls)
+    await asyncio.sleep(SETTLE)
+    late = await bench.run(delivery)
+
+    assert (early, late) == ("retrying", "verified")
+    assert calls_before_settling == ["create"]
+    assert len(bench.fake.tickets) == 1
+
+
+async def test_create_after_a_crash_mid_request_waits_for_the_search(
+    bench: Bench,
+) -> None:
+    """A crash leaves the attempt recorded but its outcome unknown."""
+    bench.fake.search_lag = SEARCH_LAG
+    delivery = await bench.add("p1")
+    settle = time.time() + SETTLE
+    await bench.ledger.start_attempt(delivery, "create", settle)
+    event = (await bench.ledger.delivery(delivery)).event
+    await bench.fake.create(event, correlation_marker(event))  # then the crash
+
+    early = await bench.run(delivery)
+    await asyncio.sleep(SETTLE)
+    late = await bench.run(delivery)
+
+    assert (early, late) == ("pending", "verified")
+    assert len(bench.fake.tickets) == 1
+
+
+async def test_create_refused_for_sure_is_retried_without_waiting(
+    bench: Bench,
+) -> None:
+    bench.fake.search_lag = SEARCH_LAG
+    bench.fake.failures["create"] = [TransientError("503", status=503)]
+    delivery = await bench.add("p1")
+
+    assert await bench.run(delivery) == "retrying"
+    assert await bench.run(delivery) == "verified"
+
+    assert len(bench.fake.tickets) == 1
 
 
 async def test_transient_failures_past_threshold_make_the_delivery_dead(
@@ -449,3 +510,27 @@ async def test_an_exception_escaping_a_delivery_is_recorded_not_spun_on(
         "permanent: unexpected RuntimeError: boom",
     )
     assert await bench.ledger.due("jira", 10**10, [], 10) == []
+
+
+async def test_successor_sender_waits_for_its_predecessor_to_stop(
+    bench: Bench,
+) -> None:
+    """On a reload two senders of one destination must never work at once."""
+    delivery = await bench.add("p1")
+    predecessor_done = asyncio.Event()
+
+    async def predecessor_stops() -> None:
+        await predecessor_done.wait()
+
+    bench.sender.start(after=asyncio.create_task(predecessor_stops()))
+    await asyncio.sleep(0.3)
+    calls_while_waiting = list(bench.fake.calls)
+    predecessor_done.set()
+    for _ in range(50):
+        if (await bench.ledger.delivery(delivery)).state == "verified":
+            break
+        await asyncio.sleep(0.05)
+    await bench.sender.stop(grace=1)
+
+    assert calls_while_waiting == []
+    assert (await bench.ledger.delivery(delivery)).state == "verified"

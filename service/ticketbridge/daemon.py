@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from ticketbridge import systemd_notify
+from ticketbridge import crashpoints, systemd_notify
 from ticketbridge.basic_auth import BasicAuth
 from ticketbridge.breaker import Breaker
 from ticketbridge.config import Config, ConfigError, load_config, load_web_config
@@ -73,6 +73,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self._poll_now = asyncio.Event()
         self._reloading = asyncio.Lock()
+        # Stop tasks of replaced senders; held so they are not collected early.
+        self._retiring: set[asyncio.Task[None]] = set()
 
     # -- lifecycle --------------------------------------------------------
 
@@ -144,6 +146,7 @@ class Daemon:
         await self.push.close()
         timeout = self.config.shutdown_timeout
         await asyncio.gather(*(s.stop(timeout) for s in self.senders.values()))
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         assert self.ledger is not None
         await self.ledger.close()
         log.info("ticketbridge stopped", extra=self._run_summary())
@@ -159,7 +162,7 @@ class Daemon:
 
     # -- configuration ----------------------------------------------------
 
-    def _apply(self, config: Config) -> list[str]:
+    def _apply(self, config: Config, reloading: bool = False) -> list[str]:
         """Swap routing, sources and senders to `config` in one step.
 
         Returns the destinations whose senders (and circuits) started afresh.
@@ -168,6 +171,8 @@ class Daemon:
         old = self.config
         self.config = config
         self.router = Router(config.routes)
+        if reloading:
+            crashpoints.reach("during_reload")
         self.sources = {
             name: build_source(name, settings)
             for name, settings in config.sources.items()
@@ -177,7 +182,7 @@ class Daemon:
         for name, settings in config.destinations.items():
             if name in self.senders and old.destinations.get(name) == settings:
                 continue
-            self._retire(name)
+            retiring = self._retire(name)
             destination = build_destination(
                 name, settings, on_request=self.metrics.observe_request
             )
@@ -198,7 +203,7 @@ class Daemon:
                 probe=self._reach_probe(name, destination),
             )
             self.metrics.circuit_state.labels(name).set(0)
-            sender.start()
+            sender.start(after=retiring)
             self.senders[name] = sender
             started.append(name)
         for name in list(self.senders):
@@ -221,11 +226,18 @@ class Daemon:
                 return candidate.lifecycle
         return DEFAULT_LIFECYCLE
 
-    def _retire(self, name: str) -> None:
-        """A removed or changed destination's sender finishes its in-flight work."""
+    def _retire(self, name: str) -> asyncio.Task[None] | None:
+        """A removed or changed destination's sender finishes its in-flight work.
+
+        Returns the task that stops it, so a successor can wait for it.
+        """
         sender = self.senders.pop(name, None)
-        if sender is not None:
-            asyncio.create_task(sender.stop(self.config.shutdown_timeout))
+        if sender is None:
+            return None
+        task = asyncio.create_task(sender.stop(self.config.shutdown_timeout))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        return task
 
     def _reach_probe(
         self, name: str, destination: Destination
@@ -262,7 +274,7 @@ class Daemon:
                 )
             else:
                 changes = config_changes(self.config, config) or {"changes": "none"}
-                started = self._apply(config)
+                started = self._apply(config, reloading=True)
                 await self._circuits_closed(started)
                 await self.preflight.report_all(probes)
                 self.web = web
@@ -449,6 +461,7 @@ class Daemon:
             self._ledger_trouble(exc)
             raise
         self._ledger_writable_again()
+        crashpoints.reach("after_ingest")
 
         await source.set_aside(polled)
         await source.acknowledge(polled)

@@ -142,6 +142,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE events ADD COLUMN route TEXT;
     CREATE INDEX deliveries_state ON deliveries (state, updated_at);
     """,
+    # 4: when a create that may have landed becomes visible to a lookup.
+    """
+    ALTER TABLE deliveries ADD COLUMN settle_until REAL;
+    """,
 ]
 
 # States an operator may send back to work, and states an operator may skip.
@@ -181,6 +185,8 @@ class Delivery:
     event: Event
     role: str = ""
     twin: str = ""
+    # A create attempt may have landed; until then a lookup may not see it.
+    settle_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -534,13 +540,29 @@ class Ledger:
                     return str(source_event_id)
         return None
 
-    async def start_attempt(self, delivery_id: int, operation: str) -> None:
-        """Record a request about to be sent: a crash after this is ambiguous."""
+    async def start_attempt(
+        self, delivery_id: int, operation: str, settle_until: float | None = None
+    ) -> None:
+        """Record a request about to be sent: a crash after this is ambiguous.
+
+        `settle_until` (creates only) is when a lookup by marker is sure to see
+        the ticket this attempt may create; it is kept until ruled out.
+        """
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE deliveries SET attempts = attempts + 1, operation = ?, "
-                "updated_at = ? WHERE id = ?",
-                (operation, time.time(), delivery_id),
+                "settle_until = COALESCE(?, settle_until), updated_at = ? "
+                "WHERE id = ?",
+                (operation, settle_until, time.time(), delivery_id),
+            )
+
+    async def postpone(self, delivery_id: int, until: float) -> None:
+        """Work on the delivery again at `until`, counting no failure."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE deliveries SET next_attempt_at = ?, updated_at = ? "
+                "WHERE id = ?",
+                (until, time.time(), delivery_id),
             )
 
     async def mark_sent(
@@ -695,19 +717,30 @@ class Ledger:
         duration: float | None,
         retry_at: float | None,
         keep_state: bool = False,
+        settled: bool = False,
     ) -> str:
         """Count a failure; `retry_at` None means dead. Returns the new state.
 
         `keep_state` leaves a `sent` delivery in `sent`: its write landed and
-        only its verification is to be retried.
+        only its verification is to be retried. `settled` says the attempt
+        surely created nothing, so no lookup needs to wait for it.
         """
         state = "dead" if retry_at is None else ("sent" if keep_state else "retrying")
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE deliveries SET state = ?, "
                 "consecutive_failures = consecutive_failures + 1, last_error = ?, "
-                "next_attempt_at = ?, updated_at = ? WHERE id = ?",
-                (state, error, retry_at or time.time(), time.time(), delivery.id),
+                "next_attempt_at = ?, updated_at = ?, "
+                "settle_until = CASE WHEN ? THEN NULL ELSE settle_until END "
+                "WHERE id = ?",
+                (
+                    state,
+                    error,
+                    retry_at or time.time(),
+                    time.time(),
+                    settled,
+                    delivery.id,
+                ),
             )
             await self._record_attempt(
                 db, delivery.id, operation, state, status, duration, error
@@ -927,6 +960,7 @@ def delivery_from_row(row: aiosqlite.Row) -> Delivery:
         ),
         role=row["role"],
         twin=row["twin"],
+        settle_until=row["settle_until"],
     )
 
 

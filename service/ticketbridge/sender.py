@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from tenacity import RetryCallState, wait_exponential_jitter
 
-from ticketbridge import lifecycle
+from ticketbridge import crashpoints, lifecycle
 from ticketbridge.breaker import Breaker, CircuitState, Probe
 from ticketbridge.config.model import DEFAULT_LIFECYCLE, HttpSettings, Lifecycle
 from ticketbridge.destinations.base import (
@@ -95,8 +95,16 @@ class Sender:
         self.breaker = breaker
         self._probe = probe
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._dispatch(), name=f"sender:{self.name}")
+    def start(self, after: asyncio.Task[None] | None = None) -> None:
+        """Start dispatching; with `after`, only once that task has finished.
+
+        On a reload the new sender of a changed destination starts after the
+        old one has stopped: two senders of one destination at once could
+        both take the same delivery and, say, create its ticket twice.
+        """
+        self._task = asyncio.create_task(
+            self._dispatch(after), name=f"sender:{self.name}"
+        )
 
     def wake(self) -> None:
         self._wake.set()
@@ -124,7 +132,9 @@ class Sender:
 
     # -- dispatching ------------------------------------------------------
 
-    async def _dispatch(self) -> None:
+    async def _dispatch(self, after: asyncio.Task[None] | None = None) -> None:
+        if after is not None:
+            await asyncio.wait([after])
         while not self._stopping:
             try:
                 await self._dispatch_due()
@@ -210,7 +220,12 @@ class Sender:
         ):
             return
 
-        await self.ledger.start_attempt(delivery.id, plan.operation)
+        if plan.operation == "create" and await self._unsettled(delivery):
+            return
+
+        await self.ledger.start_attempt(
+            delivery.id, plan.operation, self._settle_time(plan.operation)
+        )
         delivery = await self.ledger.delivery(delivery.id)
         started = time.monotonic()
         try:
@@ -231,6 +246,7 @@ class Sender:
             return
         await self._answered(None)
 
+        crashpoints.reach("before_ledger_write")
         marker = delivery.marker if plan.operation == "create" else plan.marker
         duration = time.monotonic() - started
         await self.ledger.mark_sent(
@@ -319,6 +335,34 @@ class Sender:
         await self.ledger.mark_closed_elsewhere(delivery, ticket.id, resolution, reason)
         self._count(delivery, "skip", "skipped", reason, duration=0.0)
 
+    def _settle_time(self, operation: str) -> float | None:
+        """When a lookup is sure to see what a create sent now may have made.
+
+        It assumes the destination acts on a request within `timeout` of
+        receiving it or not at all, and shows a new ticket in lookups by
+        marker within `search_lag`. A server that acts later than that (a
+        request stuck in its queue) can still lead to a second ticket.
+        """
+        if operation != "create":
+            return None
+        return time.time() + self.settings.timeout + self.settings.search_lag
+
+    async def _unsettled(self, delivery: Delivery) -> bool:
+        """Postpone a create whose earlier attempt may not be visible yet.
+
+        Looking the marker up too early (the search lags behind creates)
+        would miss the earlier ticket and create a second one.
+        """
+        settle = delivery.settle_until
+        if delivery.attempts == 0 or settle is None or settle <= time.time():
+            return False
+        log.debug(
+            "create waits for the lookup to settle",
+            extra=self._fields(delivery, until=round(settle, 3)),
+        )
+        await self.ledger.postpone(delivery.id, settle)
+        return True
+
     async def _apply(self, delivery: Delivery, plan: Plan) -> TicketRef:
         event = delivery.event
         if plan.operation == "create":
@@ -366,6 +410,7 @@ class Sender:
             return
 
         await self._answered(None)
+        crashpoints.reach("during_verify")
         want_open = operation != "resolve"
         if view.marker_present and view.is_open == want_open:
             await self.ledger.mark_verified(delivery, operation, view.resolution)
@@ -437,6 +482,8 @@ class Sender:
             duration=duration,
             retry_at=retry_at,
             keep_state=keep_state,
+            # Only an answer that proves nothing was done rules a create out.
+            settled=operation == "create" and not getattr(exc, "ambiguous", False),
         )
         await self._record_error(error)
         outcome = "dead" if state == "dead" else "retrying"

@@ -76,14 +76,19 @@ def http_text(
 
 
 class Sandbox:
-    def __init__(self, log_path: Path) -> None:
+    """`ticketbridge sandbox` on a free loopback port, optionally with a
+    rate profile of faults (`faults`, a JSON or YAML file)."""
+
+    def __init__(self, log_path: Path, faults: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log_path.open("wb")
+        command = [sys.executable, "-m", "ticketbridge", "sandbox"]
+        command += ["--port", str(self.port)]
+        if faults is not None:
+            command += ["--faults", str(faults)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ticketbridge", "sandbox", "--port", str(self.port)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            command, stdout=self._log, stderr=subprocess.STDOUT
         )
         wait_until(
             lambda: http_json(f"{self.url}/_sandbox/tickets") is not None,
@@ -161,6 +166,8 @@ class Daemon:
                     "api_version": 3,
                     "project": "OPS",
                     "email": "bridge@example.invalid",
+                    # The sandbox's search does not lag unless told to.
+                    "search_lag": 0,
                     "timeout": 3,
                     "backoff_initial": 0.2,
                     "backoff_max": 1,
@@ -196,8 +203,9 @@ class Daemon:
             timeout=30,
         )
 
-    def start(self) -> None:
-        env = self.environment()
+    def start(self, env: dict[str, str] | None = None, wait: bool = True) -> None:
+        """Start the daemon (with extra `env`); wait for /readyz unless told not."""
+        env = {**self.environment(), **(env or {})}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [
@@ -212,7 +220,8 @@ class Daemon:
                 stderr=subprocess.STDOUT,
                 env=env,
             )
-        wait_until(self.ready, what="daemon /readyz")
+        if wait:
+            wait_until(self.ready, what="daemon /readyz")
 
     def ready(self) -> bool:
         assert self.process is not None

@@ -4,6 +4,8 @@ import signal
 import time
 
 from tests.integration.processes import Daemon, Sandbox, all_settled, wait_until
+from ticketbridge.crashpoints import ENV as CRASH_ENV
+from ticketbridge.crashpoints import EXIT_CODE as CRASH_EXIT
 
 
 def marker_tickets(sandbox: Sandbox, system: str) -> list[dict]:
@@ -171,3 +173,21 @@ def test_sigkill_mid_flight_then_restart_delivers_each_event_once(
     hosts = sorted(t["summary"] for t in marker_tickets(sandbox, "jira"))
     assert len(hosts) == 3
     assert set(daemon.states().values()) == {"verified"}
+
+
+def test_crash_after_ingest_leaves_the_file_and_delivers_it_once(
+    daemon: Daemon, sandbox: Sandbox
+) -> None:
+    """The ledger has the event, the spool still has the file: no loss, no double."""
+    daemon.notify("p1")
+    daemon.start(env={CRASH_ENV: "after_ingest:1"}, wait=False)
+    assert daemon.process is not None
+    assert daemon.process.wait(timeout=20) == CRASH_EXIT
+    assert list(daemon.spool.glob("*-p1.json"))
+
+    daemon.start()
+    wait_until(lambda: all_settled(daemon, 1), timeout=30)
+
+    assert len(marker_tickets(sandbox, "jira")) == 1
+    assert not list(daemon.spool.glob("*-p1.json"))
+    assert daemon.metric("ticketbridge_events_ingested_total", source="nagios") == 0

@@ -85,8 +85,19 @@ async def test_requests_log_counts_creates(client: Client) -> None:
 
     assert len(body["requests"]) == 1
     entry = body["requests"][0]
-    assert set(entry) == {"method", "path", "query", "status", "fault", "time"}
+    assert set(entry) == {
+        "method",
+        "path",
+        "query",
+        "status",
+        "fault",
+        "time",
+        "system",
+        "operation",
+        "marker",
+    }
     assert (entry["method"], entry["path"], entry["status"]) == ("POST", ISSUE, 201)
+    assert (entry["system"], entry["operation"]) == ("jira", "create")
 
 
 async def test_requests_log_leaves_out_the_sandbox_endpoints(client: Client) -> None:

@@ -70,3 +70,22 @@ async def test_json_that_is_not_an_object_is_400(client: Client) -> None:
     status, _ = await client.post("/webhook/partner", json=[1, 2])
 
     assert status == 400
+
+
+async def test_verify_url_finds_the_last_body_carrying_a_marker(
+    client: Client,
+) -> None:
+    """ticketbridge asks GET {verify_url}/{marker} after each POST."""
+    first = {"Idempotency-Key": "tb-1:create:e1"}
+    second = {"Idempotency-Key": "tb-1:resolve:e2"}
+    await client.post(
+        "/webhook/p", json={"marker": "tb-1", "operation": "create"}, headers=first
+    )
+    await client.post(
+        "/webhook/p", json={"marker": "tb-1", "operation": "resolve"}, headers=second
+    )
+
+    status, found = await client.get("/webhook/p/tb-1")
+
+    assert status == 200
+    assert (found["marker"], found["operation"]) == ("tb-1", "resolve")

@@ -109,6 +109,12 @@ class HttpSettings(Strict):
     )
     backoff_initial: float = Field(1.0, gt=0, le=60)
     backoff_max: float = Field(300.0, gt=0, le=3600)
+    search_lag: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="seconds a new ticket may stay out of lookups by marker",
+    )
     ca_bundle: Path | None = None
     verify_tls: bool = True
     templates: TemplateSettings = TemplateSettings()
@@ -141,6 +147,9 @@ class JiraSettings(HttpSettings):
     # is for Data Center only.
     assignee_account_id: str | None = Field(None, min_length=1)
     assignee: str | None = Field(None, min_length=1, description="Data Center only")
+    # Jira Cloud's search is eventually consistent: a new issue can be missing
+    # from JQL results for a few seconds.
+    search_lag: float = Field(5.0, ge=0, le=3600)
 
     @model_validator(mode="after")
     def _auth_matches_version(self) -> JiraSettings:

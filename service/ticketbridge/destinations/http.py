@@ -47,7 +47,7 @@ from tenacity import (
     wait_random,
 )
 
-from ticketbridge import __version__
+from ticketbridge import __version__, crashpoints
 from ticketbridge.config.model import HttpSettings
 from ticketbridge.destinations.base import (
     PermanentError,
@@ -553,7 +553,12 @@ async def _on_started(
 
 
 async def _on_sent(
-    session: aiohttp.ClientSession, context: SimpleNamespace, params: object
+    session: aiohttp.ClientSession,
+    context: SimpleNamespace,
+    params: aiohttp.TraceRequestHeadersSentParams,
 ) -> None:
     if isinstance(context.trace_request_ctx, _Progress):
         context.trace_request_ctx.sent = True
+    if params.method != "GET":
+        # Once the body is on its way too (the next turn of the loop).
+        asyncio.get_running_loop().call_soon(crashpoints.reach, "request_sent")

@@ -19,11 +19,23 @@ import os
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import yaml
 from aiohttp import web
 
-from ticketbridge.sandbox import control, faults, jira, servicenow, webhook, zendesk
+from ticketbridge.sandbox import (
+    control,
+    faults,
+    jira,
+    rates,
+    servicenow,
+    webhook,
+    zendesk,
+)
 from ticketbridge.sandbox.faults import FAULTS, FaultScript, Handler
+from ticketbridge.sandbox.rates import RATES, RateFaults
 from ticketbridge.sandbox.settings import SETTINGS, SandboxSettings
 from ticketbridge.sandbox.store import STORE, RequestEntry, Store, now
 
@@ -41,8 +53,11 @@ def build_app(settings: SandboxSettings | None = None) -> web.Application:
     app[SETTINGS] = settings or SandboxSettings()
     app[STORE] = Store()
     app[FAULTS] = FaultScript()
-    for module in (jira, servicenow, zendesk, webhook, faults, control):
+    app[RATES] = RateFaults()
+    for module in (jira, servicenow, zendesk, webhook, faults, rates, control):
         app.add_routes(module.routes())
+    if app[SETTINGS].faults is not None:
+        rates.apply(app, rates.parse_profile(app[SETTINGS].faults))
     return app
 
 
@@ -139,11 +154,22 @@ def main_sandbox(argv: Sequence[str] | None = None) -> int:
         choices=["Cloud"],
         help="act as Jira Cloud on both API versions: the old search answers 410",
     )
+    parser.add_argument(
+        "--faults",
+        type=Path,
+        metavar="FILE",
+        help="rate profile (JSON or YAML) of faults to inject from the start",
+    )
     args = parser.parse_args(argv)
+    try:
+        profile = read_profile(args.faults) if args.faults else None
+    except ValueError as exc:
+        parser.error(f"--faults {args.faults}: {exc}")
     settings = SandboxSettings(
         jira_projects=tuple(args.projects or ("OPS",)),
         token=os.environ.get(TOKEN_ENV) or None,
         jira_deployment=args.jira_deployment,
+        faults=profile,
     )
     try:
         _require_loopback(args.host)
@@ -153,12 +179,28 @@ def main_sandbox(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def read_profile(path: Path) -> dict[str, Any]:
+    """A rate profile file, checked; ValueError says what is wrong."""
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not JSON or YAML: {exc}") from exc
+    rates.parse_profile(spec)
+    assert isinstance(spec, dict)
+    return spec
+
+
 @web.middleware
 async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Log each call to an imitated API, and let the fault script answer it."""
     if request.path == "/" or request.path.startswith("/_sandbox/"):
         return await handler(request)
+    system, operation = rates.classify(request)
     fault = request.app[FAULTS].take(request.method, request.path)
+    if fault is None:
+        fault = request.app[RATES].draw(system, operation)
     entry = RequestEntry(
         method=request.method,
         path=request.path,
@@ -166,6 +208,9 @@ async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse
         status=None,
         fault=fault.label if fault else None,
         time=now(),
+        system=system,
+        operation=operation,
+        marker=await _marker(request, system, operation),
     )
     request.app[STORE].requests.append(entry)
     try:
@@ -179,6 +224,26 @@ async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse
     # A hung-up request never got a status.
     entry.status = None if fault and fault.reset else response.status
     return response
+
+
+async def _marker(request: web.Request, system: str, operation: str) -> str | None:
+    """The correlation marker a create carries, so creates can be counted."""
+    if system == "webhook":
+        key = request.headers.get("Idempotency-Key", "")
+        return key.split(":", 1)[0] or None
+    if operation != "create":
+        return None
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    if system == "servicenow":
+        return str(body.get("correlation_id") or "") or None
+    fields = body.get("fields")
+    labels = fields.get("labels") if isinstance(fields, dict) else None
+    return str(labels[0]) if isinstance(labels, list) and labels else None
 
 
 @web.middleware

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ticketbridge.sandbox import jira_rules, servicenow, zendesk
 from ticketbridge.sandbox.faults import FAULTS
+from ticketbridge.sandbox.rates import RATES
 from ticketbridge.sandbox.store import (
     STORE,
     Incident,
@@ -52,12 +53,17 @@ async def tickets(request: web.Request) -> web.Response:
 
 
 async def requests(request: web.Request) -> web.Response:
-    """Every request to the imitated APIs, optionally by ?method= and ?path=."""
+    """Every request to the imitated APIs, optionally filtered by ?method=,
+    ?path= (a regex), ?system=, ?operation= and ?marker=."""
     entries = request.app[STORE].requests
     method = request.query.get("method")
     path = request.query.get("path")
     if method:
         entries = [e for e in entries if e.method == method.upper()]
+    for name in ("system", "operation", "marker"):
+        wanted = request.query.get(name)
+        if wanted:
+            entries = [e for e in entries if getattr(e, name) == wanted]
     if path:
         try:
             pattern = re.compile(path)
@@ -70,6 +76,7 @@ async def requests(request: web.Request) -> web.Response:
 async def reset(request: web.Request) -> web.Response:
     request.app[STORE].reset()
     request.app[FAULTS].clear()
+    request.app[RATES].clear()
     return web.Response(status=204)
 
 

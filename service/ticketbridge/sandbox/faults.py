@@ -23,7 +23,7 @@ from aiohttp import web
 
 from ticketbridge.sandbox import jira, servicenow, zendesk
 
-_RESPONSE_KEYS = {"status", "headers", "body", "delay", "reset", "html"}
+_RESPONSE_KEYS = {"status", "headers", "body", "delay", "reset", "html", "hang"}
 _LOGIN_PAGE = (
     "<!DOCTYPE html><html><head><title>Sign in</title></head>"
     "<body><h1>Sign in to continue</h1><form method='post'>"
@@ -35,7 +35,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass(frozen=True)
 class Scripted:
-    """One scripted response. `reset` hangs up before or after the server acts."""
+    """One scripted response. `reset` hangs up before or after the server acts.
+
+    `delay` waits before the server acts (a late answer); `hang` waits after
+    it acted, so a client that gives up first loses the answer of a write
+    that happened.
+    """
 
     status: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
@@ -43,6 +48,7 @@ class Scripted:
     delay: float = 0.0
     reset: str | None = None
     html: bool = False
+    hang: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -52,6 +58,7 @@ class Scripted:
             "delay": self.delay,
             "reset": self.reset,
             "html": self.html,
+            "hang": self.hang,
         }
 
     @property
@@ -63,6 +70,8 @@ class Scripted:
             return "html"
         if self.status:
             return f"status-{self.status}"
+        if self.hang:
+            return "hang"
         return "delay"
 
 
@@ -170,6 +179,8 @@ async def perform(
     if fault.status:
         return _scripted_error(request.path, fault)
     response = await handler(request)
+    if fault.hang:
+        await asyncio.sleep(fault.hang)
     return _hang_up(request) if fault.reset == "after" else response
 
 
@@ -267,6 +278,9 @@ def _scripted(spec: object) -> Scripted:
     reset = spec.get("reset")
     if reset not in (None, "before", "after"):
         raise ValueError('reset must be "before" or "after"')
+    hang = spec.get("hang", 0.0)
+    if not isinstance(hang, int | float) or hang < 0:
+        raise ValueError("hang must be a non-negative number of seconds")
     headers = spec.get("headers") or {}
     if not isinstance(headers, dict):
         raise ValueError("headers must be an object")
@@ -277,4 +291,5 @@ def _scripted(spec: object) -> Scripted:
         delay=float(delay),
         reset=reset,
         html=bool(spec.get("html", False)),
+        hang=float(hang),
     )

@@ -222,8 +222,14 @@ def _run_jql(request: web.Request, text: object) -> list[JiraIssue] | web.Respon
             return error(
                 400, [f"The value '{project}' does not exist for the field 'project'."]
             )
-    issues = sorted(request.app[STORE].jira.values(), key=lambda i: int(i.id))
-    return [i for i in issues if query.matches(i.project, i.labels)]
+    store = request.app[STORE]
+    issues = sorted(store.jira.values(), key=lambda i: int(i.id))
+    # Jira's search index lags behind writes; GET by id does not.
+    return [
+        i
+        for i in issues
+        if query.matches(i.project, i.labels) and store.searchable(i.created)
+    ]
 
 
 def _decode_token(token: object) -> int:

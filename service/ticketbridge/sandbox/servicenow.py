@@ -155,10 +155,13 @@ async def query_records(request: web.Request) -> web.Response:
         offset = max(0, int(request.query.get("sysparm_offset", "0")))
     except ValueError as exc:
         return error(400, "Invalid query", str(exc))
+    store = request.app[STORE]
     records = [
         i
-        for i in request.app[STORE].incidents.values()
-        if i.table == table and all(_holds(c, i.values) for c in conditions)
+        for i in store.incidents.values()
+        if i.table == table
+        and all(_holds(c, i.values) for c in conditions)
+        and store.searchable(i.created)
     ]
     for field, descending in reversed(order):
         records.sort(key=lambda i: i.values.get(field, ""), reverse=descending)

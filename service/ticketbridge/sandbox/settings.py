@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -30,7 +31,8 @@ class SandboxSettings:
 
     `token`, when set, is the only secret accepted: the password of a Basic
     credential or the Bearer token. `close_codes` set to None accepts any code
-    (and sys_choice then lists no close codes).
+    (and sys_choice then lists no close codes). `faults` is a rate profile
+    (see `rates`) in force from the start.
     """
 
     jira_projects: tuple[str, ...] = ("OPS",)
@@ -42,6 +44,7 @@ class SandboxSettings:
     # with the old search. "Cloud": the old search is gone (410), as on Jira
     # Cloud since 2025, on both versions.
     jira_deployment: str | None = None
+    faults: dict[str, Any] | None = None
 
 
 SETTINGS = web.AppKey("sandbox_settings", SandboxSettings)

@@ -108,12 +108,18 @@ class WebhookRecord:
 
 @dataclass
 class RequestEntry:
+    """One call to an imitated API. `marker` is the correlation marker a
+    create carries (Jira label, ServiceNow correlation_id, webhook key)."""
+
     method: str
     path: str
     query: str
     status: int | None
     fault: str | None
     time: datetime
+    system: str = ""
+    operation: str = ""
+    marker: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -123,6 +129,9 @@ class RequestEntry:
             "status": self.status,
             "fault": self.fault,
             "time": iso(self.time),
+            "system": self.system,
+            "operation": self.operation,
+            "marker": self.marker,
         }
 
 
@@ -133,6 +142,8 @@ class Store:
         self.reset()
 
     def reset(self) -> None:
+        # Seconds a new ticket stays out of search results (GET by id sees it).
+        self.search_lag = 0.0
         self.jira: dict[str, JiraIssue] = {}
         self.incidents: dict[str, Incident] = {}
         self.webhooks: dict[str, WebhookRecord] = {}
@@ -164,6 +175,10 @@ class Store:
 
     def next_zendesk_id(self) -> int:
         return next(self._zendesk_ids)
+
+    def searchable(self, created: datetime) -> bool:
+        """Whether a ticket created at `created` shows in searches yet."""
+        return (now() - created).total_seconds() >= self.search_lag
 
     def find_jira(self, id_or_key: str) -> JiraIssue | None:
         issue = self.jira.get(id_or_key)
