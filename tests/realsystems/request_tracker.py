@@ -10,7 +10,8 @@ to mbox files there and logs to the server's stderr.
 
 `prepare()` creates the database with `rt-setup-database` and adds what the
 tests need with a small Perl script run against RT's libraries: a queue, a
-ticket custom field applied to it, and an auth token for `root`.
+ticket custom field applied to it, an auth token for `root`, and one for a
+user who may create, see and comment on tickets but not change them.
 `start()` serves RT with its own `rt-server` (Starlet, two workers) on a
 free loopback port.
 
@@ -62,6 +63,8 @@ class RequestTrackerFacts:
     token: str
     queue: str
     custom_field: str
+    # A user who may create, see and comment on tickets but not modify them.
+    limited_token: str
 
 
 def require_request_tracker() -> None:
@@ -162,6 +165,7 @@ class RequestTrackerHarness:
             token=str(facts["token"]),
             queue=str(facts["queue"]),
             custom_field=str(facts["custom_field"]),
+            limited_token=str(facts["limited_token"]),
         )
 
     def start(self) -> RequestTrackerHarness:
@@ -388,12 +392,32 @@ die "custom field on queue: $apply_msg\\n" unless $applied;
 
 my $root = RT::User->new($system);
 $root->Load('root');
-my $token = RT::AuthToken->new(RT::CurrentUser->new($root));
-my ($token_id, $token_msg, $secret) = $token->Create(
-    Owner => $root->id, Description => 'ticketbridge tests');
-die "token: $token_msg\\n" unless $token_id;
+my $as_root = RT::CurrentUser->new($root);
+
+sub token_for {
+    my ($user) = @_;
+    my $token = RT::AuthToken->new($as_root);
+    my ($id, $msg, $secret) = $token->Create(
+        Owner => $user->id, Description => 'ticketbridge tests');
+    die "token for " . $user->Name . ": $msg\\n" unless $id;
+    return $secret;
+}
+
+my $limited = RT::User->new($system);
+my ($user_id, $user_msg) = $limited->Create(
+    Name => 'limited', EmailAddress => 'limited@example.invalid', Privileged => 1);
+die "user: $user_msg\\n" unless $user_id;
+for my $right (qw(SeeQueue CreateTicket ShowTicket CommentOnTicket
+                  ShowTicketComments SeeCustomField SetInitialCustomField)) {
+    my ($granted, $grant_msg) = $limited->PrincipalObj->GrantRight(
+        Right => $right, Object => $queue);
+    die "right $right: $grant_msg\\n" unless $granted;
+}
 
 print encode_json({
-    token => $secret, queue => $queue->Name, custom_field => $field->Name,
+    token => token_for($root),
+    limited_token => token_for($limited),
+    queue => $queue->Name,
+    custom_field => $field->Name,
 }), "\\n";
 """

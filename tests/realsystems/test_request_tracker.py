@@ -284,3 +284,58 @@ async def test_custom_field_named_in_other_letter_case_carries_the_marker(
         assert await lower.find(marker) == ticket
     finally:
         await lower.close()
+
+
+async def test_wrong_token_is_a_permanent_error_without_the_token(
+    real_rt: RealRT,
+) -> None:
+    wrong_token = "1-14-00000000000000000000000000000000"
+    stranger = client(real_rt, token=wrong_token)
+    try:
+        with pytest.raises(PermanentError, match="401") as caught:
+            await stranger.create(make_event(EventKind.PROBLEM, "down"), new_marker())
+    finally:
+        await stranger.close()
+    assert wrong_token not in str(caught.value)
+
+
+async def test_long_non_ascii_summary_arrives_whole_in_the_body(
+    real_rt: RealRT, rt: RequestTrackerDestination
+) -> None:
+    summary = "Dienst außer Betrieb – 東京 " + "x" * 300
+    ticket = await rt.create(make_event(EventKind.PROBLEM, summary), new_marker())
+
+    harness, facts = real_rt
+    headers = {"Authorization": f"token {facts.token}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        url = f"{harness.url}/REST/2.0/ticket/{ticket.id}"
+        async with session.get(url) as response:
+            subject = (await response.json())["Subject"]
+        url = f"{url}/attachments"
+        async with session.get(url, params={"fields": "Content"}) as response:
+            parts = (await response.json())["items"]
+    assert subject.startswith("[CRITICAL] web01/HTTP: Dienst außer Betrieb – 東京 x")
+    assert len(subject) <= 200
+    assert any(summary in part["Content"] for part in parts)
+
+
+async def test_status_change_without_the_right_is_a_clear_error(
+    real_rt: RealRT,
+) -> None:
+    """RT answers 200 with "Permission Denied"; the read-back catches it."""
+    limited = client(real_rt, token=real_rt[1].limited_token)
+    try:
+        marker = new_marker()
+        ticket = await limited.create(make_event(EventKind.PROBLEM, "down"), marker)
+        await limited.comment(ticket, make_event(EventKind.UPDATE, "still down"))
+
+        with pytest.raises(PermanentError) as caught:
+            await limited.resolve(ticket, make_event(EventKind.RECOVERY, "up"))
+
+        view = await limited.get(ticket, marker)
+    finally:
+        await limited.close()
+    message = str(caught.value)
+    assert f"did not set ticket {ticket.key} to status 'resolved'" in message
+    assert "Permission Denied" in message and "token user's rights" in message
+    assert (view.marker_present, view.is_open, view.status) == (True, True, "new")
