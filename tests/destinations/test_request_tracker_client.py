@@ -76,8 +76,11 @@ def make_event(**changes: Any) -> Event:
     return Event(**fields)
 
 
-def record(status: str = "new", values: list[str] | None = None) -> Answer:
-    field: dict[str, Any] = {"id": "1", "name": "CorrelationKey"}
+def record(
+    status: str = "new", values: list[str] | None = None, name: str = "CorrelationKey"
+) -> Answer:
+    # The shape of a real RT 5.0.3 answer (the field also has type and _url).
+    field: dict[str, Any] = {"id": "1", "name": name}
     field["values"] = [MARKER] if values is None else values
     body = {"id": 20, "Status": status, "Queue": {"id": "1"}, "CustomFields": [field]}
     return Answer(200, body)
@@ -283,6 +286,25 @@ async def test_get_reports_a_marker_rt_did_not_store(
 ) -> None:
     """RT only logs an unknown custom field on create."""
     api.on("GET", ONE, record(values=[]))
+    assert not (await rt.get(TICKET, MARKER)).marker_present
+
+
+async def test_get_matches_the_custom_field_name_regardless_of_case(
+    api: FakeApi, sleeps: Sleeps
+) -> None:
+    """RT stores the marker under a field named in any case and answers its own."""
+    api.on("GET", ONE, record(name="Correlation Key"))
+    client = make_rt(api, sleeps, custom_field="correlation key")
+    try:
+        assert (await client.get(TICKET, MARKER)).marker_present
+    finally:
+        await client.close()
+
+
+async def test_get_ignores_the_marker_in_another_custom_field(
+    api: FakeApi, rt: RequestTrackerDestination
+) -> None:
+    api.on("GET", ONE, record(name="CorrelationKeyOld"))
     assert not (await rt.get(TICKET, MARKER)).marker_present
 
 

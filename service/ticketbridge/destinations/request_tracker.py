@@ -158,7 +158,11 @@ class RequestTrackerDestination:
         await self._note_after("reopen", ticket, text.comment)
 
     async def find(self, marker: str) -> TicketRef | None:
-        """Search the queue with TicketSQL on the marker custom field."""
+        """Search the queue with TicketSQL on the marker custom field.
+
+        TicketSQL compares values regardless of letter case; harmless, since
+        the router's markers are lowercase hex.
+        """
         check_marker(marker)
         query = (
             f"Queue = {_quote(self.settings.queue)} AND "
@@ -305,21 +309,24 @@ def _usable_queue(found: dict[str, Any], queue: str) -> tuple[bool, str]:
 def _values(ticket: dict[str, Any], field: str) -> list[str]:
     """The values of custom field `field` in a REST2 ticket record.
 
-    REST2 lists custom fields as objects with `name` and `values`; a mapping
-    of name to values is accepted too. TODO(rt-real): both shapes come from
-    RT's documentation; check them against a real RT 5 once its test exists.
+    RT 5 answers `CustomFields` as a list of objects with `name` and `values`
+    (a mapping of name to value is only what it accepts on create). It finds
+    a field by name regardless of letter case, on create and in TicketSQL,
+    and answers with the field's own spelling: so the name is compared
+    case-insensitively here, or a marker RT stored would look missing.
     """
     fields = ticket.get("CustomFields")
-    found: Any = None
-    if isinstance(fields, list):
-        for item in fields:
-            if isinstance(item, dict) and item.get("name") == field:
-                found = item.get("values")
-    elif isinstance(fields, dict):
-        found = fields.get(field)
-    if isinstance(found, str):
-        return [found]
-    return [str(v) for v in found] if isinstance(found, list) else []
+    if not isinstance(fields, list):
+        return []
+    wanted = field.casefold()
+    found: list[str] = []
+    for item in fields:
+        if not isinstance(item, dict) or str(item.get("name", "")).casefold() != wanted:
+            continue
+        values = item.get("values")
+        if isinstance(values, list):
+            found.extend(str(v) for v in values)
+    return found
 
 
 def _quote(value: str) -> str:
