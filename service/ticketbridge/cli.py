@@ -40,6 +40,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print_config_error(exc)
         return EXIT_CONFIG
+
+    from ticketbridge.sources import source_problems
+
+    problems = [
+        problem
+        for name, settings in config.sources.items()
+        for problem in source_problems(name, settings)
+    ]
+    if problems:
+        print_config_error(ConfigError(str(path), problems))
+        return EXIT_CONFIG
     print(f"{path}: OK")
     print(summarise(config))
     return 0
