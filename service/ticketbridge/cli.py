@@ -117,11 +117,6 @@ def cmd_operator(args: argparse.Namespace) -> int:
     except OperatorError as exc:
         print(f"ticketbridge: {exc}", file=sys.stderr)
         return commands.EXIT_BAD_REQUEST
-    except BrokenPipeError:
-        # Output cut short by `| head`: not an error. Python would complain
-        # again when it flushes stdout at exit, so point stdout elsewhere.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
 
 
 def cmd_notify(args: argparse.Namespace) -> int:
@@ -253,4 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.setup(args.log_level, args.log_format)
     logging.getLogger(__name__).debug("command %s", args.command)
-    return int(args.func(args))
+    try:
+        code = int(args.func(args))
+        # Flush here, not at exit, so a closed pipe is caught below.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Output cut short by `| head`: not an error. Python would complain
+        # again when it flushes stdout at exit, so point stdout elsewhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return code
