@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 
 bin=.venv/bin/ticketbridge
 sandbox_port=8765
+# The daemon never creates its spool folder; an installer would.
 mkdir -p var/demo/spool
 
 export TICKETBRIDGE_DESTINATIONS__JIRA_NEW__TOKEN=demo-jira-token

@@ -16,10 +16,15 @@ from ticketbridge.config import ConfigError, load_config, summarise
 EXIT_CONFIG = 2
 
 
-def config_path(value: str | None) -> Path:
+def config_path(value: str | None, alternative: str = "") -> Path:
+    """The config file named by --config or TICKETBRIDGE_CONFIG; else exit 2."""
     chosen = value or os.environ.get("TICKETBRIDGE_CONFIG")
     if not chosen:
-        raise SystemExit("no config: give --config FILE or set TICKETBRIDGE_CONFIG")
+        print(
+            f"no config: give --config FILE or set TICKETBRIDGE_CONFIG{alternative}",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_CONFIG)
     return Path(chosen)
 
 
@@ -39,6 +44,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         config = load_config(path)
     except ConfigError as exc:
         print_config_error(exc)
+        return EXIT_CONFIG
+
+    from ticketbridge.sources import source_problems
+
+    problems = [
+        problem
+        for name, settings in config.sources.items()
+        for problem in source_problems(name, settings)
+    ]
+    if problems:
+        print_config_error(ConfigError(str(path), problems))
         return EXIT_CONFIG
     print(f"{path}: OK")
     print(summarise(config))
@@ -69,26 +85,38 @@ def cmd_migration_report(args: argparse.Namespace) -> int:
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
-    """Run one operator command (status, events, route) against the config."""
-    from ticketbridge.operator import commands
-    from ticketbridge.operator.access import OperatorError
+    """Run one operator command (status, events, route) against the config.
 
+    `status` and `events` take `--ledger PATH` instead, so a config file
+    broken on disk does not lock operators out while the daemon runs on.
+    """
+    from ticketbridge.operator import commands
+    from ticketbridge.operator.access import OperatorError, Target
+
+    # Only status and events have --ledger; route needs the config's routes.
+    around = (
+        "; or read the ledger without it: --ledger PATH" if "ledger" in args else ""
+    )
     try:
-        config = load_config(config_path(args.config))
+        if getattr(args, "ledger", None) is not None:
+            target = Target(Path(args.ledger))
+            return int(asyncio.run(args.func_async(target, args)))
+        config = load_config(config_path(args.config, around))
         if args.func_async is commands.route_command:
             return commands.route_command(config, args)
-        return int(asyncio.run(args.func_async(config, args)))
+        return int(asyncio.run(args.func_async(Target.of(config), args)))
     except ConfigError as exc:
         print_config_error(exc)
+        if around:
+            print(
+                "the config cannot be loaded; to read the ledger without it, "
+                "give --ledger PATH (the daemon's ledger.path)",
+                file=sys.stderr,
+            )
         return EXIT_CONFIG
     except OperatorError as exc:
         print(f"ticketbridge: {exc}", file=sys.stderr)
         return commands.EXIT_BAD_REQUEST
-    except BrokenPipeError:
-        # Output cut short by `| head`: not an error. Python would complain
-        # again when it flushes stdout at exit, so point stdout elsewhere.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
 
 
 def cmd_notify(args: argparse.Namespace) -> int:
@@ -166,6 +194,12 @@ def add_operator_commands(commands: Any) -> None:
     def command(parent: Any, name: str, func: Any, text: str) -> Any:
         parser = parent.add_parser(name, parents=[common], help=text)
         parser.set_defaults(func=cmd_operator, func_async=func)
+        if func is not op.route_command:
+            parser.add_argument(
+                "--ledger",
+                metavar="PATH",
+                help="read this ledger file without the config",
+            )
         return parser
 
     status = command(commands, "status", op.status_command, "is anything wrong?")
@@ -175,6 +209,12 @@ def add_operator_commands(commands: Any) -> None:
         default=DEFAULT_MAX_PENDING_AGE,
         metavar="SECONDS",
         help="an unfinished delivery older than this needs attention (900)",
+    )
+    status.add_argument(
+        "--poll-interval",
+        type=float,
+        metavar="SECONDS",
+        help="judge sources late against this (the config's poll_interval)",
     )
 
     events = commands.add_parser("events", help="list, show, retry, skip events")
@@ -211,4 +251,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logs.setup(args.log_level, args.log_format)
     logging.getLogger(__name__).debug("command %s", args.command)
-    return int(args.func(args))
+    try:
+        code = int(args.func(args))
+        # Flush here, not at exit, so a closed pipe is caught below.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Output cut short by `| head`: not an error. Python would complain
+        # again when it flushes stdout at exit, so point stdout elsewhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return code

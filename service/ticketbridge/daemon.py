@@ -8,6 +8,7 @@ import logging
 import signal
 import ssl
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -28,7 +29,7 @@ from ticketbridge.destinations import build_destination
 from ticketbridge.destinations.base import Destination, ProbeResult
 from ticketbridge.events import Event
 from ticketbridge.health import build_app, serve
-from ticketbridge.ledger import Ledger, Routed
+from ticketbridge.ledger import Ledger, Repeat, Routed
 from ticketbridge.metrics import Metrics
 from ticketbridge.preflight import (
     Preflight,
@@ -454,8 +455,13 @@ class Daemon:
                     for r in polled.rejects
                 ],
             )
+            repeats: list[Repeat] = []
             new_ids = await self.ledger.ingest(
-                name, routed, polled.cursor, configured=set(self.config.destinations)
+                name,
+                routed,
+                polled.cursor,
+                configured=set(self.config.destinations),
+                repeats=repeats,
             )
         except Exception as exc:
             self._ledger_trouble(exc)
@@ -470,9 +476,10 @@ class Daemon:
             self.metrics.rejected.labels(name, reject.reason).inc()
         for event in polled.events:
             self._count_fallbacks(name, event)
+        self._note_repeats(name, repeats)
         if new_ids:
             self.metrics.ingested.labels(name).inc(len(new_ids))
-            for item in routed:
+            for item in _new_only(routed, repeats):
                 log.info(
                     "event ingested",
                     extra={
@@ -485,6 +492,19 @@ class Daemon:
                 )
             for sender in self.senders.values():
                 sender.wake()
+
+    def _note_repeats(self, name: str, repeats: list[Repeat]) -> None:
+        """An id the ledger already holds: quiet if identical, loud if not."""
+        for repeat in repeats:
+            self.metrics.duplicates.labels(name).inc()
+            event = f"{name}:{repeat.source_event_id}"
+            if repeat.same:
+                log.debug("duplicate event ignored", extra={"event": event})
+                continue
+            log.warning(
+                "event id reused with different content; stored version kept",
+                extra={"source": name, "event": event},
+            )
 
     def _ledger_trouble(self, exc: Exception) -> None:
         # Nothing was acknowledged: the source keeps the batch and it is read
@@ -592,6 +612,22 @@ def _restart_only(config: Config, web: WebConfig) -> dict[str, object]:
         settings[f"{where}.client_ca_file"] = tls.client_ca_file
         settings[f"{where}.min_version"] = tls.min_version
     return settings
+
+
+def _new_only(routed: list[Routed], repeats: list[Repeat]) -> list[Routed]:
+    """The routed events the ledger took as new, in order.
+
+    Of several copies of one id in a batch the first may be new, never a
+    later one, so the repeats are each id's last copies.
+    """
+    left = Counter(r.source_event_id for r in repeats)
+    kept: list[Routed] = []
+    for item in reversed(routed):
+        if left[item.event.source_event_id] > 0:
+            left[item.event.source_event_id] -= 1
+            continue
+        kept.append(item)
+    return kept[::-1]
 
 
 def monotonic_usec() -> str:

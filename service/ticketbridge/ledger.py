@@ -168,6 +168,18 @@ class Routed:
 
 
 @dataclass(frozen=True, slots=True)
+class Repeat:
+    """An event whose (source, source event id) the ledger already held.
+
+    `same` tells an identical re-delivery from an id reused for other content
+    (the source's raw fields compared); either way the stored event is kept.
+    """
+
+    source_event_id: str
+    same: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Delivery:
     id: int
     event_id: int
@@ -282,11 +294,13 @@ class Ledger:
         routed: Sequence[Routed],
         cursor: str | None,
         configured: Collection[str] | None = None,
+        repeats: list[Repeat] | None = None,
     ) -> list[int]:
         """Store events, their deliveries and the source cursor in one transaction.
 
         Returns the ids of events that were new; repeats of a known
-        (source, source event id) are ignored, which makes ingest idempotent.
+        (source, source event id) are ignored, which makes ingest idempotent,
+        and appended to `repeats` when it is given.
         Each event goes to the destinations that own its incident (an open
         ticket or unfinished delivery there), read in the same transaction,
         else to its route's; `configured` limits owners to live destinations.
@@ -299,6 +313,8 @@ class Ledger:
             for item in routed:
                 event_id = await self._insert_event(db, item, now)
                 if event_id is None:
+                    if repeats is not None:
+                        repeats.append(await self._repeat(db, item.event))
                     continue
                 new_ids.append(event_id)
                 owners = await self._owners(db, item.incident_key, configured)
@@ -341,6 +357,18 @@ class Ledger:
             ),
         )
         return cursor.lastrowid if cursor.rowcount == 1 else None
+
+    async def _repeat(self, db: aiosqlite.Connection, event: Event) -> Repeat:
+        """Compare a repeated event's raw fields with the stored event's."""
+        cursor = await db.execute(
+            "SELECT record FROM events WHERE source = ? AND source_event_id = ?",
+            (event.source, event.source_event_id),
+        )
+        row = await cursor.fetchone()
+        stored = json.loads(row[0]).get("raw") if row else None
+        # Through JSON as the record was, so a date or tuple compares as stored.
+        given = json.loads(json.dumps(dict(event.raw), default=str))
+        return Repeat(event.source_event_id, same=stored == given)
 
     async def _insert_delivery(
         self,

@@ -57,6 +57,12 @@ class Metrics:
             ["source", "reason"],
             registry=r,
         )
+        self.duplicates = Counter(
+            "ticketbridge_events_duplicate_total",
+            "Events whose id the ledger already held; the stored one is kept.",
+            ["source"],
+            registry=r,
+        )
         self.field_fallbacks = Counter(
             "ticketbridge_event_field_fallbacks_total",
             "Optional event fields replaced by a default (unexpanded macro, "

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import HttpUrl, ValidationError
 
+from ticketbridge.config.environment import EnvironmentLeftover
 from ticketbridge.config.model import SECRET_FIELDS, Config
 from ticketbridge.config.web import (
     WebConfig,
@@ -50,6 +51,8 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
         config = Config(**data)
     except ValidationError as exc:
         raise ConfigError(str(path), describe(exc)) from None
+    except EnvironmentLeftover as exc:
+        raise ConfigError(str(path), exc.problems) from None
 
     problems = template_problems(config)
     if problems:

@@ -17,9 +17,12 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from ticketbridge.config.environment import FileScopedEnvironment
 
 T = TypeVar("T")
 
@@ -574,8 +577,17 @@ class Config(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The file arrives as init data; the environment wins over it.
-        return (env_settings, init_settings)
+        # The file arrives as init data; the environment wins over it, but
+        # only for the sources and destinations the file defines.
+        file = (
+            init_settings.init_kwargs
+            if isinstance(init_settings, InitSettingsSource)
+            else {}
+        )
+        secrets = frozenset(f for fields in SECRET_FIELDS.values() for f in fields)
+        prefix = cls.model_config.get("env_prefix", "")
+        environment = FileScopedEnvironment(env_settings, file, prefix, secrets)
+        return (environment, init_settings)
 
     @model_validator(mode="after")
     def _references(self) -> Config:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +17,35 @@ class OperatorError(Exception):
     """A command that cannot do what was asked; the message says why (exit 2)."""
 
 
-async def open_ledger(config: Config) -> Ledger:
+@dataclass(frozen=True)
+class Target:
+    """What a command reads: the ledger, and the config unless `--ledger` was given.
+
+    Without a config (a broken file must not lock operators out while the
+    daemon runs on its old one) the sources and destinations are those the
+    ledger knows.
+    """
+
+    ledger: Path
+    config: Config | None = None
+
+    @classmethod
+    def of(cls, config: Config) -> Target:
+        return cls(Path(config.ledger.path), config)
+
+
+async def open_ledger(target: Target) -> Ledger:
     """The daemon's ledger file; it must exist already (the daemon makes it).
 
     WAL and the ledger's busy timeout make this safe beside a running daemon:
     reads never wait, and each repair is one short write transaction.
     """
-    path = Path(config.ledger.path)
+    path = target.ledger
     if not await asyncio.to_thread(path.is_file):
+        where = "ledger.path in the config" if target.config else "--ledger"
         raise OperatorError(
             f"no ledger at {path}: the daemon creates it when it first starts "
-            "(check ledger.path in the config)"
+            f"(check {where})"
         )
     return await Ledger.open(path)
 

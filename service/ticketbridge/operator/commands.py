@@ -1,4 +1,4 @@
-"""The operator commands as the command line runs them: config in, exit code out.
+"""The operator commands as the command line runs them: target in, exit code out.
 
 Exit codes: 0 done (status: nothing needs attention), 1 status needs
 attention or a repair changed nothing, 2 the request itself is wrong
@@ -16,23 +16,29 @@ from pathlib import Path
 from ticketbridge.config import Config
 from ticketbridge.ledger import Ledger
 from ticketbridge.operator import events, route, status
-from ticketbridge.operator.access import OperatorError, open_ledger
+from ticketbridge.operator.access import OperatorError, Target, open_ledger
 
 EXIT_OK = 0
 EXIT_ATTENTION = 1
 EXIT_BAD_REQUEST = 2
 
 
-async def status_command(config: Config, args: argparse.Namespace) -> int:
+async def status_command(target: Target, args: argparse.Namespace) -> int:
     async def report(ledger: Ledger) -> int:
-        found = await status.gather(ledger, config, time.time(), args.max_pending_age)
+        found = await status.gather(
+            ledger,
+            target.config,
+            time.time(),
+            args.max_pending_age,
+            args.poll_interval,
+        )
         print(status.render(found, args.json))
         return EXIT_OK if found.ok else EXIT_ATTENTION
 
-    return await _with_ledger(config, report)
+    return await _with_ledger(target, report)
 
 
-async def list_command(config: Config, args: argparse.Namespace) -> int:
+async def list_command(target: Target, args: argparse.Namespace) -> int:
     async def report(ledger: Ledger) -> int:
         rows = await events.list_deliveries(
             ledger,
@@ -44,18 +50,18 @@ async def list_command(config: Config, args: argparse.Namespace) -> int:
         print(events.render_list(rows, args.json))
         return EXIT_OK
 
-    return await _with_ledger(config, report)
+    return await _with_ledger(target, report)
 
 
-async def show_command(config: Config, args: argparse.Namespace) -> int:
+async def show_command(target: Target, args: argparse.Namespace) -> int:
     async def report(ledger: Ledger) -> int:
         print(events.render_show(await events.show_event(ledger, args.id), args.json))
         return EXIT_OK
 
-    return await _with_ledger(config, report)
+    return await _with_ledger(target, report)
 
 
-async def retry_command(config: Config, args: argparse.Namespace) -> int:
+async def retry_command(target: Target, args: argparse.Namespace) -> int:
     if bool(args.ids) == bool(args.dead):
         raise OperatorError("give event IDs or --dead (not both)")
 
@@ -66,16 +72,16 @@ async def retry_command(config: Config, args: argparse.Namespace) -> int:
         print(events.render_changed(rows, "retried", args.json))
         return EXIT_OK if rows else EXIT_ATTENTION
 
-    return await _with_ledger(config, repair)
+    return await _with_ledger(target, repair)
 
 
-async def skip_command(config: Config, args: argparse.Namespace) -> int:
+async def skip_command(target: Target, args: argparse.Namespace) -> int:
     async def repair(ledger: Ledger) -> int:
         rows = await events.skip(ledger, args.ids, args.reason, args.destination)
         print(events.render_changed(rows, "skipped", args.json))
         return EXIT_OK if rows else EXIT_ATTENTION
 
-    return await _with_ledger(config, repair)
+    return await _with_ledger(target, repair)
 
 
 def route_command(config: Config, args: argparse.Namespace) -> int:
@@ -85,8 +91,8 @@ def route_command(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK if shown["valid"] else EXIT_BAD_REQUEST
 
 
-async def _with_ledger(config: Config, work: Callable[[Ledger], Awaitable[int]]) -> int:
-    ledger = await open_ledger(config)
+async def _with_ledger(target: Target, work: Callable[[Ledger], Awaitable[int]]) -> int:
+    ledger = await open_ledger(target)
     try:
         return await work(ledger)
     finally:

@@ -25,6 +25,8 @@ from ticketbridge.operator.render import (
 # same bound as /readyz uses for the poll loop).
 LATE_POLLS = 3
 DEFAULT_MAX_PENDING_AGE = 900.0
+# The config's own default, for a ledger read without its config.
+DEFAULT_POLL_INTERVAL = Config.model_fields["poll_interval"].default
 
 
 @dataclass
@@ -39,25 +41,39 @@ class Status:
 
 
 async def gather(
-    ledger: Ledger, config: Config, now: float, max_pending_age: float
+    ledger: Ledger,
+    config: Config | None,
+    now: float,
+    max_pending_age: float,
+    poll_interval: float | None = None,
 ) -> Status:
-    """Read the status tables and delivery counts; judge what needs attention."""
+    """Read the status tables and delivery counts; judge what needs attention.
+
+    Without a config the sources and destinations are those the ledger
+    knows, and a source is late against `poll_interval` (else the default).
+    """
     status = Status()
     polls = await ledger_report.source_statuses(ledger)
-    for name in config.sources:
-        _add_source(status, name, polls.get(name), config.poll_interval, now)
+    sources = list(polls) if config is None else list(config.sources)
+    interval = poll_interval or (
+        config.poll_interval if config else DEFAULT_POLL_INTERVAL
+    )
+    for name in sources:
+        _add_source(status, name, polls.get(name), interval, now)
 
     stats = await ledger.destination_stats(now)
     known = await ledger_report.destination_statuses(ledger)
+    configured = set(known) | set(stats) if config is None else config.destinations
     # A destination removed from the config may still hold dead deliveries.
-    names = list(config.destinations) + sorted(set(stats) - set(config.destinations))
+    names = sorted(configured) if config is None else list(configured)
+    names += sorted(set(stats) - set(names))
     for name in names:
         _add_destination(
             status,
             name,
             stats.get(name, DestinationStats({}, 0.0, 0)),
             known.get(name, {}),
-            configured=name in config.destinations,
+            configured=name in configured,
             max_pending_age=max_pending_age,
         )
     return status

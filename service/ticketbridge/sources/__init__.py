@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ticketbridge.config.model import SourceSettings, SpoolSource, SqlSource
-from ticketbridge.sources.base import Polled, Reject, Source
-from ticketbridge.sources.spool import SpoolDirectory
+from ticketbridge.sources.base import Polled, Reject, Source, SourceError
+from ticketbridge.sources.spool import SpoolDirectory, spool_directory_problem
 from ticketbridge.sources.sql import SqlTable
 
 
@@ -16,4 +16,19 @@ def build_source(name: str, settings: SourceSettings) -> Source:
     raise ValueError(f"sources.{name}: unknown type")
 
 
-__all__ = ["Polled", "Reject", "Source", "build_source"]
+def source_problems(name: str, settings: SourceSettings) -> list[str]:
+    """What `check-config` finds wrong on disk: `sources.<name>.path: ...`."""
+    if isinstance(settings, SpoolSource):
+        problem = spool_directory_problem(settings.path)
+        return [f"sources.{name}.path: {problem}"] if problem else []
+    return []
+
+
+__all__ = [
+    "Polled",
+    "Reject",
+    "Source",
+    "SourceError",
+    "build_source",
+    "source_problems",
+]

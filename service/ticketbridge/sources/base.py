@@ -8,6 +8,10 @@ from typing import Any, Protocol
 from ticketbridge.events import Event
 
 
+class SourceError(Exception):
+    """A source that cannot be read at all; the message says what to fix."""
+
+
 @dataclass(frozen=True, slots=True)
 class Reject:
     """Something that could not become an event. `reason` is a short label for

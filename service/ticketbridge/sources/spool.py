@@ -7,6 +7,10 @@ A foreign writer may still write a `.json` name in place: a file that does not
 parse yet and changed within `settle_seconds` is left for a later poll rather
 than rejected half-written.
 
+The directory itself must exist: the installer or operator creates it. A
+missing one is a source error, never re-created, since a new empty directory
+would hide that the writers put their files somewhere else.
+
 After the ledger commit a file moves to processed/; a bad one moves to
 rejected/ beside a `.reason` file. Nothing but regular files is ever opened
 for reading: symlinks, FIFOs, sockets, devices and directories are set aside
@@ -28,7 +32,7 @@ from typing import Any
 
 from ticketbridge.config.model import SpoolSource
 from ticketbridge.events import Event, InvalidEvent, event_from_mapping
-from ticketbridge.sources.base import Polled, Reject
+from ticketbridge.sources.base import Polled, Reject, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +61,11 @@ class SpoolDirectory:
         return await asyncio.to_thread(self._poll)
 
     def _poll(self) -> Polled:
-        self.processed.mkdir(parents=True, exist_ok=True)
-        self.rejected.mkdir(parents=True, exist_ok=True)
+        problem = spool_directory_problem(self.path)
+        if problem:
+            raise SourceError(f"sources.{self.name}.path: {problem}")
+        self.processed.mkdir(exist_ok=True)
+        self.rejected.mkdir(exist_ok=True)
 
         polled = Polled()
         for path in self._candidates():
@@ -146,6 +153,19 @@ class SpoolDirectory:
                 continue
         if paths:
             _sync_directory(target)
+
+
+def spool_directory_problem(path: Path) -> str | None:
+    """What is wrong with `path` as a spool directory, or None if nothing is."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return f"{path} does not exist; create the spool directory or fix the path"
+    except OSError as exc:
+        return f"cannot stat {path}: {exc.strerror}"
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{path} is not a directory"
+    return None
 
 
 def read_event_file(source: str, path: Path) -> Event | Reject:
