@@ -200,6 +200,24 @@ def test_problem_that_will_reopen_stays_with_the_owner() -> None:
     assert [t.destination for t in targets] == ["snow_old"]
 
 
+def test_problem_reaches_every_routed_destination_when_only_some_hold_it() -> None:
+    """One destination still holds the last ticket, another resolved its own.
+
+    Found by the crash campaign: the second destination lost the new problem.
+    """
+    owners = {"jira_new": OPEN, "hook": resolved(5)}
+    targets = follow_owners(event(), ["jira_new", "hook"], (), {}, owners, rules())
+    assert [t.destination for t in targets] == ["jira_new", "hook"]
+
+
+def test_recovery_reaches_routed_destinations_without_a_ticket_too() -> None:
+    """They record "no open ticket"; the history shows where the event went."""
+    targets = follow_owners(
+        event("recovery"), ["jira_new", "hook"], (), {}, {"jira_new": OPEN}, rules()
+    )
+    assert [t.destination for t in targets] == ["jira_new", "hook"]
+
+
 def test_create_in_flight_makes_an_owner() -> None:
     targets = follow_owners(
         event("recovery"), ["jira_new"], (), {}, {"snow_old": None}, rules()

@@ -173,9 +173,6 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox = commands.add_parser(
         "sandbox", help="serve a fake ticketing system", add_help=False
     )
-    sandbox.add_argument(
-        "--faults", metavar="FILE", help="inject faults at the rates this file sets"
-    )
     sandbox.set_defaults(func=cmd_sandbox)
     return parser
 

@@ -170,19 +170,23 @@ def follow_owners(
     owners: Mapping[str, Ticket | None],
     rules: Lifecycle,
 ) -> list[Target]:
-    """The deliveries of one event: the incident's owners first, else the route.
+    """The deliveries of one event: its route, or the owners the route left.
 
     `owners` maps each destination holding an active delivery or a ticket of
     the incident to its latest ticket (None while the create is in flight).
-    A destination that owns the incident gets every follow-up, even after the
-    route changed; only a problem with no owner goes where the route says now.
+    While a destination the route no longer names owns the incident (the
+    route changed mid-incident), the event goes to the owners only, so the
+    incident stays in the system that holds it. Otherwise it goes where the
+    route says: destinations differ in progress (one may have resolved its
+    ticket while another has not yet), and each must see every event.
     """
     owning = [
         name
         for name, ticket in owners.items()
         if name not in shadow and _owns(event, ticket, rules)
     ]
-    chosen = owning or list(routed)
+    left_behind = [name for name in owning if name not in routed]
+    chosen = owning if left_behind else list(routed)
     targets = [
         Target(name, "mirror" if name in twins else "", twins.get(name, ""))
         for name in chosen

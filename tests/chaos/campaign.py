@@ -445,12 +445,17 @@ class Campaign:
                 f"  stuck               {stuck}",
             ]
         kills = sum(self.figures.kills.values())
+        injected = sum(rates["injected"].values())
+        if self.args.fault_rate > 0 and injected == 0:
+            # A campaign whose faults never fired proves nothing.
+            failures += 1
+            lines.append("NO FAULTS INJECTED: the sandbox did not take the profile")
         lines += [
             f"kills                 {kills} {dict(sorted(self.figures.kills.items()))}",
             f"daemon runs           {self.figures.lives}",
             f"reloads (SIGHUP)      {self.figures.reloads}",
             f"requests to sandbox   {rates['requests']}",
-            f"faults injected       {sum(rates['injected'].values())}",
+            f"faults injected       {injected}",
             f"settled               {'yes' if settled else 'NO (timed out)'}",
             f"wall time             {time.monotonic() - self.started:.0f} s",
             f"verdict               {'PASS' if failures == 0 else 'FAIL'}",
