@@ -106,6 +106,17 @@ async def test_create_posts_operation_marker_and_event_fields(
     )
 
 
+async def test_preview_is_the_body_create_would_post_and_sends_nothing(
+    api: FakeApi, hook: WebhookDestination
+) -> None:
+    api.on("POST", HOOK, Answer(201, {"id": "rcv-9"}))
+    previewed = await hook.preview(make_event(), MARKER)
+    assert api.seen == []
+
+    await hook.create(make_event(), MARKER)
+    assert api.seen[0].json == previewed
+
+
 async def test_create_sends_the_idempotency_key(
     api: FakeApi, hook: WebhookDestination
 ) -> None:

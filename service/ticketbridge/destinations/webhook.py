@@ -174,9 +174,13 @@ class WebhookDestination:
         """Close the HTTP session."""
         await self._http.close()
 
-    async def _post(
+    async def preview(self, event: Event, marker: str) -> dict[str, Any]:
+        """The body `create` would POST, for shadow mode and `ticketbridge route`."""
+        return await self._payload("create", marker, event, None)
+
+    async def _payload(
         self, operation: str, marker: str, event: Event, ticket: TicketRef | None
-    ) -> Any:
+    ) -> dict[str, Any]:
         text = await render(
             self._templates,
             event,
@@ -186,7 +190,7 @@ class WebhookDestination:
         )
         # Built as data and serialised by the JSON encoder: quotes, newlines
         # and backslashes in event text cannot break the body.
-        payload = {
+        return {
             "operation": operation,
             "marker": marker,
             **event.to_record(),
@@ -197,6 +201,11 @@ class WebhookDestination:
                 "fields": text.fields,
             },
         }
+
+    async def _post(
+        self, operation: str, marker: str, event: Event, ticket: TicketRef | None
+    ) -> Any:
+        payload = await self._payload(operation, marker, event, ticket)
         key = idempotency_key(marker, operation, event)
 
         reply = await self._http.request(
