@@ -225,14 +225,20 @@ def test_create_in_flight_makes_an_owner() -> None:
     assert [t.destination for t in targets] == ["snow_old"]
 
 
-def test_shadow_destination_is_added_but_never_owns() -> None:
-    targets = follow_owners(
-        event(), ["snow_old"], ["jira_new"], {}, {"jira_new": None}, rules()
-    )
+def test_shadow_destination_without_a_ticket_is_added_as_shadow() -> None:
+    targets = follow_owners(event(), ["snow_old"], ["jira_new"], {}, {}, rules())
     assert [(t.destination, t.role) for t in targets] == [
         ("snow_old", ""),
         ("jira_new", "shadow"),
     ]
+
+
+def test_shadow_destination_holding_a_real_ticket_gets_its_follow_ups() -> None:
+    """The route went back to shadow while the new system held the incident."""
+    targets = follow_owners(
+        event("recovery"), ["snow_old"], ["jira_new"], {}, {"jira_new": OPEN}, rules()
+    )
+    assert [(t.destination, t.role) for t in targets] == [("jira_new", "")]
 
 
 def test_mirror_targets_name_their_twin() -> None:

@@ -119,6 +119,29 @@ async def test_twin_note_waits_until_both_tickets_exist(pair: Pair) -> None:
     assert pair.fakes["old"].calls.count("note") == 0
 
 
+async def test_twin_is_the_ticket_the_same_event_opened_not_a_later_one(
+    pair: Pair,
+) -> None:
+    """`old` is a whole episode ahead of `new`: no cross-episode twin note."""
+    await pair.add("p1", twins=TWINS)
+    await pair.settle()
+    await note_all(pair)
+    await pair.add("r1", "recovery", twins=TWINS)
+    await pair.add("p2", twins=TWINS)
+    for _ in range(2):  # only `old` works off the recovery and the new problem
+        [(delivery_id, _)] = await pair.ledger.due("old", 1e12, [], 1)
+        await pair.senders["old"].process(delivery_id)
+
+    await note_all(pair)
+
+    first_new = next(iter(pair.fakes["new"].tickets.values()))
+    second_old = list(pair.fakes["old"].tickets.values())[1]
+    assert second_old.comments == []
+    assert first_new.comments == [
+        f"Twin ticket: old {next(iter(pair.fakes['old'].tickets.values())).ref.key}"
+    ]
+
+
 async def test_shadow_destination_renders_and_creates_nothing(pair: Pair) -> None:
     await pair.add("p1", to=("old",), shadow=("new",))
     await pair.settle()

@@ -275,6 +275,7 @@ class Daemon:
                 )
             else:
                 changes = config_changes(self.config, config) or {"changes": "none"}
+                removed = set(self.config.destinations) - set(config.destinations)
                 started = self._apply(config, reloading=True)
                 await self._circuits_closed(started)
                 await self.preflight.report_all(probes)
@@ -287,8 +288,25 @@ class Daemon:
                     "config reloaded",
                     extra={"config": str(self.config_path), **changes},
                 )
+                await self._warn_open_tickets(removed)
                 self._poll_now.set()
             systemd_notify.notify("READY=1", "STATUS=polling")
+
+    async def _warn_open_tickets(self, removed: set[str]) -> None:
+        """A removed destination's open tickets get no more follow-ups: say so."""
+        assert self.ledger is not None
+        for name in sorted(removed):
+            rows = await self.ledger.rows(
+                "SELECT COUNT(*) AS n FROM tickets "
+                "WHERE destination = ? AND state = 'open'",
+                (name,),
+            )
+            if rows[0]["n"]:
+                log.warning(
+                    "destination removed while it holds open tickets: their "
+                    "recoveries and comments will not reach it",
+                    extra={"destination": name, "open_tickets": rows[0]["n"]},
+                )
 
     def _refuse_restart_only_changes(self, config: Config, web: WebConfig) -> None:
         old = _restart_only(self.config, self.web)

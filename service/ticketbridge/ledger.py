@@ -704,12 +704,20 @@ class Ledger:
             await self._record_attempt(db, delivery.id, "skip", "skipped", None, None)
 
     async def twins_to_note(self, destination: str) -> list[TwinNote]:
-        """Open mirror tickets here whose twin now exists and is not yet named."""
+        """Open mirror tickets here whose twin now exists and is not yet named.
+
+        A ticket's twin is the one the same event opened in the other system:
+        matching by incident alone would pair one episode's ticket with the
+        next episode's when the two systems are at different points.
+        """
         async with self._db.execute(
             "SELECT t.ticket_id, t.ticket_key, t.incident_key, "
             "t.twin_destination, w.ticket_key AS twin_key FROM tickets t "
-            "JOIN tickets w ON w.destination = t.twin_destination "
-            "AND w.incident_key = t.incident_key AND w.state = 'open' "
+            "JOIN deliveries dt ON dt.id = t.opened_by "
+            "JOIN deliveries dw ON dw.event_id = dt.event_id "
+            "AND dw.destination = t.twin_destination "
+            "JOIN tickets w ON w.opened_by = dw.id "
+            "AND w.destination = t.twin_destination "
             "WHERE t.destination = ? AND t.state = 'open' "
             "AND t.twin_destination != '' AND t.twin_noted != w.ticket_key "
             "ORDER BY t.id LIMIT 20",

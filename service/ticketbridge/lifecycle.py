@@ -180,11 +180,9 @@ def follow_owners(
     route says: destinations differ in progress (one may have resolved its
     ticket while another has not yet), and each must see every event.
     """
-    owning = [
-        name
-        for name, ticket in owners.items()
-        if name not in shadow and _owns(event, ticket, rules)
-    ]
+    # A shadow destination that holds a real ticket (the route went back to
+    # shadow mid-incident) owns it like any other: its follow-ups are sent.
+    owning = [name for name, ticket in owners.items() if _owns(event, ticket, rules)]
     left_behind = [name for name in owning if name not in routed]
     chosen = owning if left_behind else list(routed)
     targets = [

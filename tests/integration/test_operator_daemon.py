@@ -74,3 +74,26 @@ def test_a_restart_shows_the_fresh_circuit_closed_in_status(daemon: Daemon) -> N
 
     wait_until(lambda: daemon.command("status").returncode == 0, what="status 0")
     assert "circuit open" not in daemon.command("status").stdout
+
+
+def test_removing_a_destination_with_open_tickets_is_warned(daemon: Daemon) -> None:
+    daemon.config["routes"] = [
+        {"name": "all", "destinations": ["jira_new", "snow_old"]}
+    ]
+    daemon.write_config(daemon.config)
+    daemon.start()
+    daemon.notify("p1")
+    wait_until(lambda: daemon.states().get(("p1", "snow_old")) == "verified")
+
+    del daemon.config["destinations"]["snow_old"]
+    daemon.config["routes"] = [{"name": "all", "destinations": ["jira_new"]}]
+    daemon.write_config(daemon.config)
+    daemon.signal(signal.SIGHUP)
+
+    line = wait_until(
+        lambda: next(
+            (x for x in daemon.log().splitlines() if "holds open tickets" in x), None
+        ),
+        what="the warning",
+    )
+    assert "destination=snow_old" in line and "open_tickets=1" in line
