@@ -209,6 +209,10 @@ def daemon_config(daemon: Daemon, sandbox: Sandbox, args: argparse.Namespace) ->
             "poll_interval": 0.2,
             # 30 % transient faults never fail 100 times in a row (0.3^100).
             "failure_threshold": 100,
+            # Five transient failures in a row are common at 30 %: the circuit
+            # opens often, and its production cool-down (60 s) would only
+            # stretch the run. It still opens and closes under the campaign.
+            "breaker_cooldown": 2,
             "shutdown_timeout": 2,
             "sources": {
                 SOURCE: {"type": "spool", "path": str(daemon.spool), "batch_size": 200}
