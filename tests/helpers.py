@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +67,19 @@ def write_spool_event(spool: Path, name: str, **fields: Any) -> Path:
     path = spool / f"{name}.json"
     path.write_text(json.dumps(data), encoding="utf-8")
     return path
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now; a server bound later may race."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def last_json_line(output: str) -> dict[str, Any] | None:
+    """The last line of `output` that is a JSON object, e.g. a set-up's facts."""
+    for line in reversed(output.splitlines()):
+        if line.startswith("{"):
+            facts: dict[str, Any] = json.loads(line)
+            return facts
+    return None

@@ -25,6 +25,7 @@ import aiohttp.abc
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from tests.helpers import free_port
 
 from ticketbridge.config.model import HttpSettings
 from ticketbridge.destinations.base import (
@@ -225,12 +226,6 @@ def raw_answer(status: int, body: bytes) -> bytes:
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
     return head.encode() + body
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- answers --------------------------------------------------------------------

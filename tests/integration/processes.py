@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -18,16 +17,12 @@ from typing import Any
 
 import yaml
 
+from tests.helpers import free_port
+
 SECRETS = {
     "TICKETBRIDGE_DESTINATIONS__JIRA_NEW__TOKEN": "it-jira-secret",
     "TICKETBRIDGE_DESTINATIONS__SNOW_OLD__PASSWORD": "it-snow-secret",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:

@@ -26,11 +26,9 @@ who must be able to read /etc/redmine/default (root, or group www-data).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -40,6 +38,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+from tests.helpers import free_port, last_json_line
 
 REDMINE_ROOT = Path("/usr/share/redmine")
 INSTALL_HINT = "run `make test` (scripts/install-test-packages.sh installs it)"
@@ -133,7 +133,9 @@ class RedmineHarness:
         )
         self.timings["setup"] = time.monotonic() - started
 
-        facts = _last_json_line(output)
+        facts = last_json_line(output)
+        if facts is None:
+            raise RedmineError(f"the set-up script printed no facts:\n{output[-2000:]}")
         return RedmineFacts(
             api_key=facts["api_key"],
             project=facts["project"],
@@ -146,7 +148,7 @@ class RedmineHarness:
     def start(self) -> RedmineHarness:
         """Serve with WEBrick on a free loopback port; wait until it answers."""
         require_redmine()
-        self.port = _free_port()
+        self.port = free_port()
         command = [
             "bin/rails",
             "server",
@@ -248,22 +250,6 @@ class RedmineHarness:
             except OSError:
                 time.sleep(0.2)
         raise RedmineError(f"Redmine did not answer within {self.start_timeout:g} s")
-
-
-def _free_port() -> int:
-    # The OS picks a free port; the tiny window until Rails binds it is
-    # accepted (a clash shows as a clear start failure).
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _last_json_line(output: str) -> dict[str, object]:
-    for line in reversed(output.splitlines()):
-        if line.startswith("{"):
-            facts: dict[str, object] = json.loads(line)
-            return facts
-    raise RedmineError(f"the set-up script printed no facts:\n{output[-2000:]}")
 
 
 SETUP_SCRIPT = """\

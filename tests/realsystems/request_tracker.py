@@ -30,11 +30,9 @@ folder; RT needs no other file outside the package.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -44,6 +42,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+from tests.helpers import free_port, last_json_line
 
 RT_ROOT = Path("/usr/share/request-tracker5")
 RT_SERVER = RT_ROOT / "libexec" / "rt-server"
@@ -160,7 +160,11 @@ class RequestTrackerHarness:
         )
         self.timings["setup"] = time.monotonic() - started
 
-        facts = _last_json_line(output)
+        facts = last_json_line(output)
+        if facts is None:
+            raise RequestTrackerError(
+                f"the set-up script printed no facts:\n{output[-2000:]}"
+            )
         return RequestTrackerFacts(
             token=str(facts["token"]),
             queue=str(facts["queue"]),
@@ -171,7 +175,7 @@ class RequestTrackerHarness:
     def start(self) -> RequestTrackerHarness:
         """Serve with rt-server on a free loopback port; wait until it answers."""
         require_request_tracker()
-        self.port = _free_port()
+        self.port = free_port()
         self._write_config(port=self.port)
         command = [
             str(RT_SERVER),
@@ -302,14 +306,6 @@ class RequestTrackerHarness:
         raise RequestTrackerError(f"RT did not answer within {self.start_timeout:g} s")
 
 
-def _free_port() -> int:
-    # The OS picks a free port; the tiny window until Starlet binds it is
-    # accepted (a clash shows as a clear start failure).
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _children(pid: int) -> list[int]:
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -332,14 +328,6 @@ def _rss_kb(pid: int) -> int:
 def _perl_string(value: str) -> str:
     escaped = value.replace("\\", "\\\\").replace("'", "\\'")
     return f"'{escaped}'"
-
-
-def _last_json_line(output: str) -> dict[str, object]:
-    for line in reversed(output.splitlines()):
-        if line.startswith("{"):
-            facts: dict[str, object] = json.loads(line)
-            return facts
-    raise RequestTrackerError(f"the set-up script printed no facts:\n{output[-2000:]}")
 
 
 SITE_CONFIG = """\
